@@ -1,0 +1,3 @@
+from lightrelay.cli import main
+
+main()

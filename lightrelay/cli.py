@@ -1,0 +1,346 @@
+"""The ``lightrelay`` command (DESIGN.md §7). Every command works on a fresh data dir:
+the first one that needs the database creates and migrates it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from lightrelay.errors import RelayError
+from lightrelay.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except Exception as exc:  # pydantic's message names the bad variable
+        raise click.ClickException(f"bad configuration: {exc}") from None
+
+
+def _run(fn: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
+    """Migrate, then run ``fn(settings=…, engine=…, **kwargs)``; relay errors become clean CLI errors."""
+    from lightrelay.db.engine import make_engine, migrate
+
+    settings = _settings()
+
+    async def go() -> T:
+        await migrate(settings)
+        engine = make_engine(settings)
+        try:
+            return await fn(settings=settings, engine=engine, **kwargs)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except RelayError as exc:
+        raise click.ClickException(exc.en) from None
+
+
+def _limit(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "unlimited":
+        return None
+    if not value.strip().isdigit():
+        raise click.BadParameter("use a whole number ≥ 0 or 'unlimited'", param_hint="--daily-limit")
+    return int(value)
+
+
+@click.group()
+@click.version_option(package_name="lightrelay")
+def main() -> None:
+    """lightrelay: a self-hosted LLM API relay (light + OpenAI protocols)."""
+
+
+# -- serve ---------------------------------------------------------------------
+@main.command()
+@click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default 8080)")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="processes")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the relay."""
+    import logging
+
+    import uvicorn
+
+    from lightrelay.db.engine import migrate_sync
+
+    settings = _settings()
+    try:
+        settings.secret()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    migrate_sync(settings)
+    uvicorn.run(
+        "lightrelay.http.app:app_factory", factory=True, host=host or settings.host, port=port or settings.port,
+        workers=workers, loop="auto", http="auto", access_log=False, log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+    )
+
+
+# -- users ---------------------------------------------------------------------
+@main.group()
+def user() -> None:
+    """Accounts."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--password", default=None, help="lets the account log in to the console")
+@click.option("--daily-limit", default=None, help="calls per day: a number or 'unlimited' (default from settings)")
+@click.option("--gpt4", is_flag=True, help="allow gpt-4 models")
+@click.option("--admin", is_flag=True, help="make an admin account")
+def user_add(email: str, password: str | None, daily_limit: str | None, gpt4: bool, admin: bool) -> None:
+    """Create an active account and print its first API token (last line)."""
+    from lightrelay.services import accounts
+
+    limit = _limit(daily_limit)
+
+    async def go(settings: Settings, engine) -> str:  # noqa: ANN001
+        lim = limit if daily_limit is not None else settings.default_daily_limit
+        account_id = await accounts.create_account(engine, email=email, password=password, daily_limit=lim,
+                                                   gpt4=gpt4, is_admin=admin)
+        return await accounts.add_token(engine, account_id=account_id, name="default")
+
+    token = _run(go)
+    click.echo(f"created {email.strip().lower()}")
+    click.echo(token)
+
+
+@user.command("list")
+@click.option("--search", default="", help="part of an email")
+def user_list(search: str) -> None:
+    """List accounts with today's count."""
+    from lightrelay.clock import Clock
+    from lightrelay.services import accounts
+    from lightrelay.services.quota import SqlCounter
+
+    async def go(settings: Settings, engine) -> list[tuple[dict, int]]:  # noqa: ANN001
+        counter, today = SqlCounter(engine), Clock(settings.tz).today()
+        rows = await accounts.list_accounts(engine, search=search)
+        return [(r, await counter.get(r["id"], today)) for r in rows]
+
+    rows = _run(go)
+    click.echo(f"{'email':32} {'today':>7} {'limit':>9} gpt4  admin disabled")
+    for r, used in rows:
+        limit = "unlimited" if r["daily_limit"] is None else r["daily_limit"]
+        click.echo(f"{r['email']:32} {used:>7} {limit!s:>9} {'yes' if r['gpt4'] else 'no':5} "
+                   f"{'yes' if r['is_admin'] else 'no':5} {'yes' if r['disabled'] else 'no'}")
+
+
+@user.command("set")
+@click.argument("email")
+@click.option("--daily-limit", default=None, help="a number or 'unlimited'")
+@click.option("--gpt4/--no-gpt4", default=None)
+@click.option("--disable/--enable", "disabled", default=None)
+@click.option("--admin/--no-admin", default=None)
+@click.option("--password", default=None)
+def user_set(email: str, daily_limit: str | None, gpt4: bool | None, disabled: bool | None,
+             admin: bool | None, password: str | None) -> None:
+    """Change an account."""
+    from lightrelay.services import accounts
+
+    changes: dict[str, Any] = {"gpt4": gpt4, "disabled": disabled, "is_admin": admin, "password": password}
+    if daily_limit is not None:
+        changes["daily_limit"] = _limit(daily_limit)
+
+    async def go(settings: Settings, engine) -> dict:  # noqa: ANN001
+        return await accounts.update_account(engine, email=email, **changes)
+
+    row = _run(go)
+    limit = "unlimited" if row["daily_limit"] is None else row["daily_limit"]
+    click.echo(f"{row['email']}: daily limit {limit}, gpt4 {'yes' if row['gpt4'] else 'no'}, "
+               f"{'disabled' if row['disabled'] else 'enabled'}")
+
+
+# -- tokens --------------------------------------------------------------------
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="a name to tell tokens apart")
+def token_add(email: str, name: str) -> None:
+    """Make a new token for an account (printed alone on the last line)."""
+    from lightrelay.services import accounts
+
+    async def go(settings: Settings, engine) -> str:  # noqa: ANN001
+        account = await accounts.get_account(engine, email=email)
+        return await accounts.add_token(engine, account_id=account["id"], name=name)
+
+    click.echo(_run(go))
+
+
+@token.command("revoke")
+@click.argument("token_value", metavar="TOKEN")
+def token_revoke(token_value: str) -> None:
+    """Revoke a token (running relays stop accepting it within seconds)."""
+    from lightrelay.services import accounts
+
+    async def go(settings: Settings, engine) -> None:  # noqa: ANN001
+        await accounts.revoke_token(engine, token=token_value)
+
+    _run(go)
+    click.echo("revoked")
+
+
+# -- channels ------------------------------------------------------------------
+@main.group()
+def channel() -> None:
+    """Upstream channels."""
+
+
+@channel.command("add")
+@click.argument("name")
+@click.option("--base-url", default="", help="what an OpenAI SDK takes as base_url, e.g. https://api.openai.com/v1")
+@click.option("--api-key", default=None, help="the upstream's API key (stored encrypted)")
+@click.option("--models", required=True, help="public names, each optionally =upstream-name: a,b=upstream-b")
+@click.option("--priority", type=int, default=0, show_default=True, help="higher is tried first")
+@click.option("--weight", type=click.IntRange(1, 10_000), default=1, show_default=True)
+@click.option("--type", "type_", type=click.Choice(["openai", "local"]), default="openai", show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.1, 86_400), default=None, help="total seconds per call")
+def channel_add(name: str, base_url: str, api_key: str | None, models: str, priority: int, weight: int,
+                type_: str, timeout: float | None) -> None:
+    """Add an upstream channel."""
+    from lightrelay.security import KeyBox
+    from lightrelay.services import channels
+
+    async def go(settings: Settings, engine) -> None:  # noqa: ANN001
+        await channels.add_channel(engine, KeyBox(settings.secret()), name=name, base_url=base_url,
+                                   api_key=api_key, models=channels.parse_models(models), type=type_,
+                                   priority=priority, weight=weight, timeout=timeout)
+
+    _run(go)
+    click.echo(f"added channel {name}")
+
+
+@channel.command("list")
+def channel_list() -> None:
+    """List channels (API keys masked)."""
+    from lightrelay.security import KeyBox
+    from lightrelay.services import channels
+
+    async def go(settings: Settings, engine) -> list[dict]:  # noqa: ANN001
+        box = KeyBox(settings.secret())
+        return [channels.public_view(r, box) for r in await channels.load_channels(engine)]
+
+    rows = _run(go)
+    if not rows:
+        click.echo("no channels: the built-in local model serves the default model names")
+    for r in rows:
+        models = ",".join(k if k == v else f"{k}={v}" for k, v in r["models"].items())
+        click.echo(f"{r['name']:16} {r['type']:6} {'enabled ' if r['enabled'] else 'disabled'} "
+                   f"prio={r['priority']} weight={r['weight']} {r['base_url']} key={r['api_key'] or '-'} "
+                   f"models={models}")
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    from lightrelay.security import KeyBox
+    from lightrelay.services import channels
+
+    async def go(settings: Settings, engine) -> None:  # noqa: ANN001
+        await channels.update_channel(engine, KeyBox(settings.secret()), name=name, enabled=enabled)
+
+    _run(go)
+    click.echo(f"{'enabled' if enabled else 'disabled'} channel {name}")
+
+
+@channel.command("disable")
+@click.argument("name")
+def channel_disable(name: str) -> None:
+    """Stop routing calls to a channel."""
+    _set_enabled(name, False)
+
+
+@channel.command("enable")
+@click.argument("name")
+def channel_enable(name: str) -> None:
+    """Route calls to a channel again."""
+    _set_enabled(name, True)
+
+
+@channel.command("test")
+@click.argument("name")
+def channel_test(name: str) -> None:
+    """Send one tiny chat call to a channel and show the latency."""
+    from lightrelay.channel_test import test_channel
+
+    async def go(settings: Settings, engine) -> tuple[float, str]:  # noqa: ANN001
+        return await test_channel(settings, engine, name=name)
+
+    started = time.perf_counter()
+    ms, reply = _run(go)
+    click.echo(f"ok: {name} answered in {ms:.0f} ms ({(time.perf_counter() - started) * 1000:.0f} ms in all): "
+               f"{reply[:60]!r}")
+
+
+# -- usage ---------------------------------------------------------------------
+@main.command()
+@click.argument("email", required=False)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+def usage(email: str | None, limit: int) -> None:
+    """Recent calls and daily totals (everyone's, or one account's)."""
+    from lightrelay.services import accounts
+    from lightrelay.services import usage as usage_svc
+
+    async def go(settings: Settings, engine) -> tuple[list, list]:  # noqa: ANN001
+        account_id = (await accounts.get_account(engine, email=email))["id"] if email else None
+        return (await usage_svc.recent_calls(engine, account_id=account_id, limit=limit),
+                await usage_svc.daily_totals(engine, account_id=account_id, days=7))
+
+    calls, days = _run(go)
+    click.echo("day         calls charged errors prompt_tok compl_tok  avg_ms")
+    for d in days:
+        click.echo(f"{d['day']}  {d['calls']:>5} {d['charged'] or 0:>7} {d['errors'] or 0:>6} "
+                   f"{d['prompt_tokens'] or 0:>10} {d['completion_tokens'] or 0:>9} {d['avg_ms'] or 0:>7.1f}")
+    click.echo("")
+    click.echo("time                 email                    model                channel      door   "
+               "stream status prompt compl  ttfb_ms total_ms")
+    for c in calls:
+        ttfb = "-" if c["first_byte_ms"] is None else f"{c['first_byte_ms']:.1f}"
+        click.echo(f"{c['created_at']:%Y-%m-%d %H:%M:%S}  {(c['email'] or '-')[:24]:24} {c['model'][:20]:20} "
+                   f"{(c['channel'] or '-')[:12]:12} {c['door']:6} {'yes' if c['stream'] else 'no':6} "
+                   f"{c['status']:>6} {c['prompt_tokens']:>6} {c['completion_tokens']:>5} {ttfb:>8} "
+                   f"{c['total_ms']:>8.1f}" + (f"  {c['error']}" if c["error"] else ""))
+
+
+# -- chat (a client of a running relay) ----------------------------------------
+@main.command()
+@click.argument("prompt")
+@click.option("--model", default=None, help="model name (default: the relay's default)")
+@click.option("--stream", is_flag=True, help="print the reply as it is generated")
+@click.option("--url", default=None, help="the relay's address (default LIGHTRELAY_URL or http://127.0.0.1:8080)")
+@click.option("--token", "token_value", default=None, help="API token (default LIGHTRELAY_TOKEN)")
+def chat(prompt: str, model: str | None, stream: bool, url: str | None, token_value: str | None) -> None:
+    """Ask a running relay, over the light protocol."""
+    from lightrelay.client import LightError
+    from lightrelay.client import chat as light_chat
+
+    settings = _settings()
+    base = url or settings.url or f"http://{settings.host}:{settings.port}"
+    tok = token_value or (settings.token.get_secret_value() if settings.token else None)
+    if not tok:
+        raise click.ClickException("no token: pass --token sk-… or set LIGHTRELAY_TOKEN")
+    try:
+        asyncio.run(light_chat(base, tok, prompt, model=model, stream=stream, out=sys.stdout))
+    except LightError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the relay at {base}: {exc}") from None
+    click.echo("")
+
+
+if __name__ == "__main__":
+    main()

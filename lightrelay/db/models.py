@@ -1,0 +1,96 @@
+"""The tables. Plain SQLAlchemy Core tables: the services write SQL that runs the
+same on SQLite and PostgreSQL; Alembic migrations (``migrations/versions``) create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(200)),
+    Column("daily_limit", Integer),  # NULL = unlimited
+    Column("gpt4", Boolean, nullable=False, default=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("active", Boolean, nullable=False, default=True),  # email verified
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("masked", String(64), nullable=False),  # sk-3d76…6f1d7b, safe to show
+    Column("name", String(100), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("type", String(20), nullable=False),  # openai | local
+    Column("base_url", String(500), nullable=False, default=""),
+    Column("api_key_enc", Text),  # Fernet token, never the key itself
+    Column("models", JSON, nullable=False),  # {"public-name": "upstream-name"}
+    Column("priority", Integer, nullable=False, default=0),
+    Column("weight", Integer, nullable=False, default=1),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("timeout", Float),  # total seconds; NULL = relay default
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+daily_counts = Table(
+    "daily_counts",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD in the relay's time zone
+    Column("count", Integer, nullable=False, default=0),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("account_id", Integer),
+    Column("token_id", Integer),
+    Column("model", String(200), nullable=False),
+    Column("channel", String(100)),
+    Column("door", String(10), nullable=False),  # light | openai
+    Column("stream", Boolean, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("first_byte_ms", Float),
+    Column("total_ms", Float, nullable=False),
+    Column("charged", Boolean, nullable=False),
+    Column("partial", Boolean, nullable=False, default=False),
+    Column("error", Text),
+    Index("ix_usage_account_created", "account_id", "created_at"),
+    Index("ix_usage_day", "day"),
+)

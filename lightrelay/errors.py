@@ -1,0 +1,115 @@
+"""The one error tree of lightrelay.
+
+Services, providers and the pipeline raise these; only ``lightrelay.http.render``
+turns them into wire shapes (the light ``{code, data, message}`` envelope or the
+OpenAI ``{"error": {...}}`` object). Nothing below the HTTP layer knows about HTTP
+responses, only about the status a failure maps to.
+
+    RelayError                       status  OpenAI type
+    ├── BadRequest                   400     invalid_request_error
+    ├── Unauthorized                 401     authentication_error
+    ├── Forbidden                    403     permission_error
+    ├── NotFound                     404     not_found_error (model_not_found)
+    ├── PayloadTooLarge              413     invalid_request_error
+    ├── TooManyRequests              429     rate_limit_error   (carries retry_after)
+    │   └── QuotaExceeded            429     daily count used up
+    └── UpstreamFailure              5xx     the model could not answer
+        ├── UpstreamError            502     bad status / broken reply from upstream
+        ├── Unavailable              503     no channel, relay busy (carries retry_after)
+        └── UpstreamTimeout          504     upstream too slow
+
+Each error carries a message in Chinese and English; ``message_for(lang)``
+picks one. ``retryable`` on an UpstreamFailure says whether the router may try
+the next channel (only true before any reply byte went to the caller).
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        zh: str,
+        en: str | None = None,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(en or zh)
+        self.zh = zh
+        self.en = en or zh
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+    def message_for(self, lang: str) -> str:
+        return self.en if lang == "en" else self.zh
+
+
+class BadRequest(RelayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(RelayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(RelayError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(RelayError):
+    status = 404
+    type = "not_found_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(RelayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class TooManyRequests(RelayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+
+class QuotaExceeded(TooManyRequests):
+    code = "daily_limit_reached"
+
+
+class UpstreamFailure(RelayError):
+    """The model could not answer. ``retryable``: another channel may be tried."""
+
+    status = 502
+    type = "upstream_error"
+    retryable = True
+
+
+class UpstreamError(UpstreamFailure):
+    status = 502
+    code = "upstream_error"
+
+
+class Unavailable(UpstreamFailure):
+    status = 503
+    type = "service_unavailable"
+    code = "unavailable"
+
+
+class UpstreamTimeout(UpstreamFailure):
+    status = 504
+    type = "timeout"
+    code = "upstream_timeout"

@@ -1,0 +1,150 @@
+"""The ASGI app: routes, and the lifespan that builds every part once and hands it down.
+
+Nothing lives at module level: ``create_app(settings)`` builds a fresh app, so
+tests run several side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lightrelay.clock import Clock
+from lightrelay.db.engine import make_engine, migrate
+from lightrelay.http import light, openai
+from lightrelay.http.render import CORS, JSON
+from lightrelay.providers.base import Provider
+from lightrelay.providers.registry import build_provider, new_local, new_session
+from lightrelay.relay import Relay
+from lightrelay.routing import Router
+from lightrelay.security import KeyBox
+from lightrelay.services.auth import Authenticator
+from lightrelay.services.channels import load_channels
+from lightrelay.services.quota import Quota, SqlCounter
+from lightrelay.services.usage import UsageRecorder
+from lightrelay.settings import Settings, load_settings
+
+log = logging.getLogger("lightrelay")
+CHANNEL_REFRESH_SECONDS = 3.0
+
+
+@dataclass
+class State:
+    """Everything a request handler may use, built once per app."""
+
+    settings: Settings
+    engine: AsyncEngine
+    clock: Clock
+    keybox: KeyBox
+    router: Router
+    relay: Relay
+    recorder: UsageRecorder
+    session: aiohttp.ClientSession
+    local: Any = None  # the built-in LocalProvider, made on first use
+
+    async def reload_channels(self) -> None:
+        for stale in self.router.load(await load_channels(self.engine)):
+            if stale is not self.local:
+                await stale.close()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    keybox = KeyBox(settings.secret())
+    await migrate(settings)
+    engine = make_engine(settings)
+    clock = Clock(settings.tz)
+    recorder = UsageRecorder(engine, flush_seconds=settings.usage_flush_seconds,
+                             batch_size=settings.usage_batch_size)
+    session = new_session()
+    box: dict[str, State] = {}
+
+    def make_provider(row: dict[str, Any]) -> Provider:
+        state = box["state"]
+
+        def local() -> Provider:
+            if state.local is None:
+                state.local = new_local(settings)
+            return state.local
+
+        return build_provider(row, settings=settings, session=session, keybox=keybox, local=local)
+
+    router = Router(make_provider=make_provider, default_models=settings.default_models,
+                    local_auto=settings.local_model == "auto", failures_to_cool=settings.channel_failures_to_cool,
+                    cooldown=settings.channel_cooldown_seconds)
+    relay = Relay(auth=Authenticator(engine, ttl=settings.auth_cache_ttl), router=router,
+                  quota=Quota(SqlCounter(engine), clock), recorder=recorder, gpt4_prefix=settings.gpt4_prefix)
+    state = box["state"] = State(settings=settings, engine=engine, clock=clock, keybox=keybox, router=router,
+                                 relay=relay, recorder=recorder, session=session)
+    app.state.lr = state
+    await state.reload_channels()
+    recorder.start()
+
+    async def refresh_forever() -> None:
+        while True:
+            await asyncio.sleep(CHANNEL_REFRESH_SECONDS)
+            try:
+                await state.reload_channels()
+            except Exception:
+                log.exception("reloading channels failed")
+
+    refresher = asyncio.create_task(refresh_forever(), name="channel-refresh")
+    log.info("lightrelay ready: database %s, models %s", engine.url.render_as_string(hide_password=True),
+             ", ".join(router.models()))
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        await recorder.close()
+        for provider in router.providers():
+            await provider.close()
+        await session.close()
+        await engine.dispose()
+
+
+async def healthz(request: Request) -> Response:
+    return JSON({"status": "ok"})
+
+
+async def preflight(request: Request) -> Response:
+    headers = {
+        **CORS,
+        "access-control-allow-methods": "GET, POST, OPTIONS",
+        "access-control-allow-headers": request.headers.get("access-control-request-headers", "*") or "*",
+        "access-control-max-age": "86400",
+    }
+    return Response(status_code=204, headers=headers)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    routes = [
+        Route("/api/light/chat/createChatCompletion", light.create_chat_completion, methods=["POST"]),
+        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        Route("/v1/models", openai.list_models, methods=["GET"]),
+        Route("/api/light/chat/createChatCompletion", preflight, methods=["OPTIONS"]),
+        Route("/v1/{path:path}", preflight, methods=["OPTIONS"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app
+
+
+def app_factory() -> Starlette:
+    """Entry point for ``uvicorn --factory`` (each worker process builds its own app)."""
+    return create_app()

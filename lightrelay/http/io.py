@@ -1,0 +1,88 @@
+"""Reading bodies (with the size limit) and writing live streams (raw ASGI, stopped when the client leaves)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from lightrelay.errors import BadRequest, PayloadTooLarge
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"请求体太大（上限 {limit} 字节）", f"request body too large (limit {limit} bytes)")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body; 413 over ``limit`` bytes, 400 if it is not JSON."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise BadRequest("Content-Length 无效", "invalid Content-Length")
+        if int(length) > limit:
+            raise _too_large(limit)
+        body = await request.body()
+    else:
+        parts, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(part)
+        body = b"".join(parts)
+    if not body:
+        raise BadRequest("请求体为空，应为 JSON", "the request body is empty; JSON expected")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("请求体不是合法的 JSON", "the request body is not valid JSON (UTF-8)") from None
+
+
+class LiveStream(Response):
+    """Streams ``body`` as it is produced, each piece one ``send``; a client that goes away
+    cancels the producer at once (and so the upstream call behind it)."""
+
+    def __init__(self, body: AsyncIterator[bytes], *, media_type: str, headers: dict[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self._body = body
+        self.raw_headers = [(b"content-type", media_type.encode())]
+        self.raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        producer = asyncio.ensure_future(self._produce(send))
+        watcher = asyncio.ensure_future(self._watch(receive))
+        try:
+            await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (producer, watcher):
+                task.cancel()
+            for task in (producer, watcher):
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
+
+    async def _produce(self, send: Send) -> None:
+        try:
+            async for piece in self._body:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self._body.aclose()  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def _watch(receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)

@@ -1,0 +1,83 @@
+"""The light door: ``POST /api/light/chat/createChatCompletion``.
+
+Token in the body (or ``Authorization: Bearer``), ``{code, data, message}``
+envelope; streams are raw text after a ``start852{…}end852`` header frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lightrelay.errors import RelayError
+from lightrelay.http.io import LiveStream, dumps, read_json
+from lightrelay.http.render import CORS, JSON, lang_of, light_error
+from lightrelay.http.schemas import LightBody, check_messages, validate
+from lightrelay.relay import ChatRequest, RelayStream, Ticket
+
+FRAME_START, FRAME_END = b"start852", b"end852"
+OK = "成功"
+
+
+def frame(obj: dict[str, Any]) -> bytes:
+    return FRAME_START + dumps(obj) + FRAME_END
+
+
+def info(ticket: Ticket) -> dict[str, Any]:
+    p, c = ticket.principal, ticket.charge
+    return {"token": ticket.request.token, "numOfOneDayCanCallApi": p.daily_limit,
+            "numOfOneDayAlreadyCallApi": c.count, "apiDate": c.day, "isHasGPT4Auth": p.gpt4}
+
+
+def bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else None
+
+
+async def create_chat_completion(request: Request) -> Response:
+    state = request.app.state.lr
+    lang = lang_of(request)
+    try:
+        body = validate(LightBody, await read_json(request, state.settings.max_body_bytes))
+        messages = body.messages
+        if messages is None and body.prompt is not None:
+            messages = [{"role": "user", "content": body.prompt}]
+            messages = validate(LightBody, {"messages": messages}).messages
+        req = ChatRequest(
+            door="light", token=body.token or bearer(request), model=body.model or state.settings.default_model,
+            messages=check_messages(messages, state.settings.max_messages), params=body.params.upstream(),
+            stream=body.params.stream, include_usage=body.params.wants_usage,
+        )
+        ticket = await state.relay.admit(req)
+        if not req.stream:
+            completion = await state.relay.complete(ticket)
+            envelope = {"code": 200, "data": {"completion": completion, "info": info(ticket)}, "message": OK}
+            return JSON(envelope, headers=CORS)
+        stream = await state.relay.open_stream(ticket)
+    except RelayError as exc:
+        return light_error(exc, lang)
+    headers = {**CORS, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    return LiveStream(_light_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers)
+
+
+async def _light_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
+    ticket = stream.ticket
+    yield frame({"id": stream.id, "object": "chat.completion.chunk", "model": ticket.request.model,
+                 "created": stream.created, "info": info(ticket)})
+    try:
+        async with contextlib.aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                for choice in chunk.get("choices") or ():
+                    if choice.get("index", 0) == 0:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield text.encode()
+    except RelayError as exc:
+        yield frame({"error": {"message": exc.message_for(lang), "type": exc.type, "code": exc.code}})
+        return
+    if ticket.request.include_usage:
+        yield frame({"usage": stream.totals(), "finish_reason": stream.finish_reason or "stop"})

@@ -1,0 +1,52 @@
+"""The one place errors become responses: the light envelope or the OpenAI error object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lightrelay.errors import RelayError
+
+CORS = {
+    "access-control-allow-origin": "*",
+    "access-control-expose-headers": "x-request-id, retry-after, x-ratelimit-limit-requests, "
+    "x-ratelimit-remaining-requests, x-ratelimit-reset-requests",
+}
+
+
+def lang_of(request: Request) -> str:
+    return "en" if request.headers.get("accept-language", "").lower().startswith("en") else "zh"
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _headers(exc: RelayError, extra: dict[str, str] | None) -> dict[str, str]:
+    headers = dict(CORS)
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
+    if exc.status == 429 and exc.code == "daily_limit_reached":
+        headers["x-should-retry"] = "false"
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+def light_error(exc: RelayError, lang: str, extra: dict[str, str] | None = None) -> Response:
+    body = {"code": exc.status, "data": None, "message": exc.message_for(lang)}
+    return JSON(body, status_code=exc.status, headers=_headers(exc, extra))
+
+
+def openai_error_body(exc: RelayError, lang: str) -> dict[str, Any]:
+    return {"error": {"message": exc.message_for(lang), "type": exc.type, "param": exc.param, "code": exc.code}}
+
+
+def openai_error(exc: RelayError, lang: str, extra: dict[str, str] | None = None) -> Response:
+    return JSON(openai_error_body(exc, lang), status_code=exc.status, headers=_headers(exc, extra))

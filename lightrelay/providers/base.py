@@ -1,0 +1,47 @@
+"""The provider protocol: how the relay talks to a model, whatever serves it.
+
+A provider turns one ``ChatCall`` into either a whole ``chat.completion`` dict
+(``complete``) or an async iterator of ``chat.completion.chunk`` dicts
+(``stream``). Both speak OpenAI's JSON shapes, so the doors never care which
+provider answered.
+
+Rules every provider keeps:
+
+- Failures are raised as ``lightrelay.errors.UpstreamFailure`` subclasses
+  (``UpstreamError`` 502, ``Unavailable`` 503, ``UpstreamTimeout`` 504). The
+  router tries the next channel only when nothing has been yielded yet.
+- ``stream`` yields chunks as they come; when the caller stops iterating (the
+  client went away) and closes the iterator (``aclose``), the provider cancels
+  its upstream request or generation promptly.
+- A streamed call asks for usage; when the model gives it, the last chunk has
+  ``"usage"`` (and ``choices: []``), exactly as OpenAI's
+  ``stream_options.include_usage`` does. Providers always try to send it; the
+  doors decide whether the caller sees it.
+- ``call.model`` is the channel's own model name (already mapped);
+  ``call.public_model`` is what the caller asked for and what replies must say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class ChatCall:
+    messages: list[dict[str, Any]]
+    model: str  # the channel's own name for the model
+    public_model: str  # the name the caller used
+    params: dict[str, Any] = field(default_factory=dict)  # validated OpenAI params, no model/messages/stream
+    timeout: float | None = None  # per-channel override of the total time limit, seconds
+
+
+class Provider(Protocol):
+    kind: str  # "openai" | "local"
+
+    async def complete(self, call: ChatCall) -> dict[str, Any]: ...
+
+    def stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,255 @@
+"""The request pipeline, door-independent, read top to bottom:
+
+    admit:   auth → model allowed? → pick channels → reserve today's call
+    call:    try channels in order until one answers (failover only before any reply byte)
+    finish:  settle (keep the charge) or refund → record usage
+
+The doors (``lightrelay.http.light`` / ``lightrelay.http.openai``) turn HTTP into a
+``ChatRequest`` and the results back into their wire shapes; they never decide
+about quota, channels or usage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightrelay import tokens
+from lightrelay.clock import utcnow
+from lightrelay.errors import Forbidden, RelayError, UpstreamError, UpstreamFailure
+from lightrelay.providers.base import ChatCall
+from lightrelay.routing import Route, Router
+from lightrelay.services.accounts import Principal
+from lightrelay.services.auth import Authenticator
+from lightrelay.services.quota import Charge, Quota
+from lightrelay.services.usage import UsageRecorder
+
+log = logging.getLogger("lightrelay.relay")
+CLIENT_GONE = 499  # status recorded for a stream whose caller went away
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One validated chat call, whichever door it came through."""
+
+    door: str  # "light" | "openai"
+    token: str | None
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]  # OpenAI params to pass on (no model/messages/stream/stream_options)
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted call: who, where it may go, and the reserved charge."""
+
+    request: ChatRequest
+    principal: Principal
+    routes: list[Route]
+    charge: Charge
+    started: float = field(default_factory=time.perf_counter)
+    finished: bool = False
+
+    def call_for(self, route: Route) -> ChatCall:
+        req = self.request
+        return ChatCall(messages=req.messages, model=route.upstream_model, public_model=req.model,
+                        params=req.params, timeout=route.timeout)
+
+
+class Relay:
+    def __init__(self, *, auth: Authenticator, router: Router, quota: Quota, recorder: UsageRecorder,
+                 gpt4_prefix: str) -> None:
+        self.auth = auth
+        self.router = router
+        self.quota = quota
+        self.recorder = recorder
+        self._gpt4_prefix = gpt4_prefix
+
+    # -- admit ---------------------------------------------------------------
+    async def admit(self, req: ChatRequest) -> Ticket:
+        principal = await self.auth.principal(req.token)
+        if req.model.startswith(self._gpt4_prefix) and not principal.gpt4:
+            raise Forbidden(f"此账号没有 {req.model} 的使用权限（需要 GPT-4 权限）",
+                            f"this account may not use {req.model} (GPT-4 access needed)",
+                            param="model", code="model_not_allowed")
+        routes = self.router.routes(req.model)
+        try:
+            charge = await self.quota.reserve(account_id=principal.account_id, limit=principal.daily_limit)
+        except RelayError as exc:
+            self._record(req, principal, None, status=exc.status, started=time.perf_counter(),
+                         charged=False, error=exc.en)
+            raise
+        return Ticket(req, principal, routes, charge)
+
+    # -- call: whole reply ---------------------------------------------------
+    async def complete(self, ticket: Ticket) -> dict[str, Any]:
+        last: UpstreamFailure | None = None
+        for route in ticket.routes:
+            try:
+                completion = await route.provider.complete(ticket.call_for(route))
+            except UpstreamFailure as exc:
+                self.router.failed(route.channel)
+                last = exc
+                log.warning("channel %s failed: %s", route.channel, exc.en)
+                continue
+            except BaseException as exc:
+                self.router.released(route.channel)
+                await self._refund(ticket, route, exc)
+                raise
+            self.router.succeeded(route.channel)
+            usage = completion.get("usage") or {}
+            if not usage.get("prompt_tokens") and not usage.get("completion_tokens"):
+                usage = self._count(ticket, [c.get("message", {}).get("content") or ""
+                                             for c in completion.get("choices", [])])
+                completion["usage"] = usage
+            self._settle(ticket, route, usage, first_byte=None)
+            return completion
+        assert last is not None
+        await self._refund(ticket, None, last)
+        raise last
+
+    # -- call: stream --------------------------------------------------------
+    async def open_stream(self, ticket: Ticket) -> RelayStream:
+        """Fail over until a channel yields its first chunk; then the caller gets a RelayStream."""
+        last: UpstreamFailure | None = None
+        for route in ticket.routes:
+            chunks = route.provider.stream(ticket.call_for(route))
+            try:
+                first = await anext(chunks)
+            except StopAsyncIteration:
+                last = UpstreamError("上游返回了空的流", "the upstream sent an empty stream")
+            except UpstreamFailure as exc:
+                last = exc
+            except BaseException as exc:
+                await chunks.aclose()
+                self.router.released(route.channel)
+                await self._refund(ticket, route, exc)
+                raise
+            else:
+                return RelayStream(self, ticket, route, chunks, first)
+            await chunks.aclose()
+            self.router.failed(route.channel)
+            log.warning("channel %s failed before the first byte: %s", route.channel, last.en)
+        assert last is not None
+        await self._refund(ticket, None, last)
+        raise last
+
+    # -- finish ----------------------------------------------------------------
+    def _count(self, ticket: Ticket, texts: list[str]) -> dict[str, int]:
+        req = ticket.request
+        prompt = tokens.count_messages(req.messages, req.model)
+        completion = sum(tokens.count_text(t, req.model) for t in texts)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _settle(self, ticket: Ticket, route: Route, usage: dict[str, Any], *, first_byte: float | None,
+                status: int = 200, partial: bool = False, error: str | None = None) -> None:
+        ticket.finished = True
+        self._record(ticket.request, ticket.principal, route.channel, status=status, started=ticket.started,
+                     charged=True, usage=usage, first_byte=first_byte, partial=partial, error=error)
+
+    async def _refund(self, ticket: Ticket, route: Route | None, exc: BaseException,
+                      usage: dict[str, Any] | None = None, first_byte: float | None = None) -> None:
+        if ticket.finished:
+            return
+        ticket.finished = True
+        try:
+            await self.quota.refund(ticket.charge)
+        finally:
+            status = exc.status if isinstance(exc, RelayError) else 500
+            error = exc.en if isinstance(exc, RelayError) else type(exc).__name__
+            self._record(ticket.request, ticket.principal, route.channel if route else None, status=status,
+                         started=ticket.started, charged=False, usage=usage, first_byte=first_byte,
+                         partial=first_byte is not None, error=error)
+
+    def _record(self, req: ChatRequest, principal: Principal, channel: str | None, *, status: int,
+                started: float, charged: bool, usage: dict[str, Any] | None = None,
+                first_byte: float | None = None, partial: bool = False, error: str | None = None) -> None:
+        now = utcnow()
+        usage = usage or {}
+        self.recorder.record({
+            "created_at": now, "day": self.quota.clock.today(), "account_id": principal.account_id,
+            "token_id": principal.token_id, "model": req.model, "channel": channel, "door": req.door,
+            "stream": req.stream, "status": status, "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0),
+            "first_byte_ms": None if first_byte is None else round((first_byte - started) * 1000, 3),
+            "total_ms": round((time.perf_counter() - started) * 1000, 3), "charged": charged,
+            "partial": partial, "error": error[:500] if error else None,
+        })
+
+
+class RelayStream:
+    """The chunks of one admitted stream. Iterate ``chunks()``; settling, refunding and
+    recording happen when it ends, however it ends:
+
+    - the upstream finished: charged, recorded 200;
+    - the upstream failed mid-way: refunded, recorded with its error, partial; the error is re-raised
+      for the door to write as its own error frame;
+    - the caller went away (the iterator is closed or its task cancelled): charged, recorded 499, partial.
+    """
+
+    def __init__(self, relay: Relay, ticket: Ticket, route: Route,
+                 upstream: AsyncIterator[dict[str, Any]], first: dict[str, Any]) -> None:
+        self.relay = relay
+        self.ticket = ticket
+        self.route = route
+        self._upstream = upstream
+        self._first = first
+        self.first_byte = time.perf_counter()
+        self.usage: dict[str, Any] | None = None
+        self.texts: dict[int, list[str]] = {}
+        self.finish_reason: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self._first.get("id") or "chatcmpl-lightrelay"
+
+    @property
+    def created(self) -> int:
+        return self._first.get("created") or int(time.time())
+
+    def _observe(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                self.texts.setdefault(choice.get("index", 0), []).append(content)
+            if choice.get("finish_reason") and choice.get("index", 0) == 0:
+                self.finish_reason = choice["finish_reason"]
+
+    def totals(self) -> dict[str, Any]:
+        if self.usage and (self.usage.get("prompt_tokens") or self.usage.get("completion_tokens")):
+            return self.usage
+        self.usage = self.relay._count(self.ticket, ["".join(t) for t in self.texts.values()])
+        return self.usage
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        relay, route, ticket = self.relay, self.route, self.ticket
+        outcome = "gone"
+        try:
+            chunk = self._first
+            while True:
+                self._observe(chunk)
+                yield chunk
+                chunk = await anext(self._upstream)
+        except StopAsyncIteration:
+            outcome = "ok"
+        except UpstreamFailure as exc:
+            outcome = "failed"
+            relay.router.failed(route.channel)
+            await relay._refund(ticket, route, exc, usage=self.totals(), first_byte=self.first_byte)
+            raise
+        finally:
+            await self._upstream.aclose()
+            if outcome == "ok":
+                relay.router.succeeded(route.channel)
+                relay._settle(ticket, route, self.totals(), first_byte=self.first_byte)
+            elif outcome == "gone" and not ticket.finished:
+                relay.router.released(route.channel)
+                relay._settle(ticket, route, self.totals(), first_byte=self.first_byte, status=CLIENT_GONE,
+                              partial=True, error="client went away")

@@ -1,0 +1,192 @@
+"""Accounts and their API tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lightrelay import security
+from lightrelay.clock import utcnow
+from lightrelay.db.models import accounts, tokens
+from lightrelay.errors import BadRequest, NotFound
+
+
+class AccountError(BadRequest):
+    """An account operation that cannot be done (unknown email, duplicate, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the account behind a token, as the hot path needs it."""
+
+    account_id: int
+    email: str
+    token_id: int
+    daily_limit: int | None
+    gpt4: bool
+    is_admin: bool
+    disabled: bool
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or " " in email or len(email) > 320:
+        raise AccountError(f"邮箱格式不正确: {email}", f"not a valid email address: {email}")
+    return email
+
+
+async def create_account(
+    engine: AsyncEngine,
+    *,
+    email: str,
+    password: str | None = None,
+    daily_limit: int | None,
+    gpt4: bool = False,
+    is_admin: bool = False,
+    active: bool = True,
+) -> int:
+    """Create an account; returns its id."""
+    email = normalize_email(email)
+    values = dict(
+        email=email,
+        password_hash=security.hash_password(password) if password else None,
+        daily_limit=daily_limit,
+        gpt4=gpt4,
+        is_admin=is_admin,
+        disabled=False,
+        active=active,
+        created_at=utcnow(),
+    )
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(accounts.insert().values(**values))
+            return result.inserted_primary_key[0]
+    except IntegrityError as exc:
+        raise AccountError(f"账号已存在: {email}", f"an account already exists for {email}") from exc
+
+
+async def get_account(engine: AsyncEngine, *, email: str) -> dict[str, Any]:
+    """One account as a dict; NotFound-style AccountError when there is none."""
+    email = normalize_email(email)
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(accounts).where(accounts.c.email == email))).mappings().first()
+    if row is None:
+        raise AccountError(f"没有这个账号: {email}", f"no account for {email}")
+    return dict(row)
+
+
+async def list_accounts(engine: AsyncEngine, *, search: str = "", limit: int = 1000) -> list[dict[str, Any]]:
+    """Accounts, newest first, optionally filtered by a piece of the email."""
+    stmt = select(accounts).order_by(accounts.c.id.desc()).limit(limit)
+    if search:
+        stmt = stmt.where(accounts.c.email.contains(search.lower()))
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+_UNSET: Any = object()
+
+
+async def update_account(
+    engine: AsyncEngine,
+    *,
+    email: str,
+    daily_limit: int | None = _UNSET,
+    gpt4: bool | None = None,
+    disabled: bool | None = None,
+    is_admin: bool | None = None,
+    password: str | None = None,
+) -> dict[str, Any]:
+    """Change an account's limit, GPT-4 access, disabled flag or password."""
+    account = await get_account(engine, email=email)
+    values: dict[str, Any] = {}
+    if daily_limit is not _UNSET:
+        values["daily_limit"] = daily_limit
+    if gpt4 is not None:
+        values["gpt4"] = gpt4
+    if disabled is not None:
+        values["disabled"] = disabled
+    if is_admin is not None:
+        values["is_admin"] = is_admin
+    if password is not None:
+        values["password_hash"] = security.hash_password(password)
+    if values:
+        async with engine.begin() as conn:
+            await conn.execute(update(accounts).where(accounts.c.id == account["id"]).values(**values))
+        account.update(values)
+    return account
+
+
+async def add_token(engine: AsyncEngine, *, account_id: int, name: str = "") -> str:
+    """Make a new API token for an account; returns it in full (the only time it is seen)."""
+    token = security.new_token()
+    async with engine.begin() as conn:
+        await conn.execute(
+            tokens.insert().values(
+                account_id=account_id,
+                token_hash=security.hash_token(token),
+                masked=security.mask_token(token),
+                name=name[:100],
+                created_at=utcnow(),
+            )
+        )
+    return token
+
+
+async def list_tokens(engine: AsyncEngine, *, account_id: int) -> list[dict[str, Any]]:
+    """An account's tokens, masked, newest first."""
+    stmt = (
+        select(tokens.c.id, tokens.c.masked, tokens.c.name, tokens.c.created_at, tokens.c.revoked_at)
+        .where(tokens.c.account_id == account_id)
+        .order_by(tokens.c.id.desc())
+    )
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def revoke_token(engine: AsyncEngine, *, token: str | None = None, token_id: int | None = None,
+                       account_id: int | None = None) -> None:
+    """Revoke a token, given in full or by id (optionally only if it belongs to account_id)."""
+    stmt = update(tokens).where(tokens.c.revoked_at.is_(None)).values(revoked_at=utcnow())
+    if token is not None:
+        stmt = stmt.where(tokens.c.token_hash == security.hash_token(token.strip()))
+    elif token_id is not None:
+        stmt = stmt.where(tokens.c.id == token_id)
+    else:
+        raise ValueError("revoke_token needs token or token_id")
+    if account_id is not None:
+        stmt = stmt.where(tokens.c.account_id == account_id)
+    async with engine.begin() as conn:
+        if (await conn.execute(stmt)).rowcount == 0:
+            raise NotFound("没有这个有效令牌", "no such active token", code="token_not_found")
+
+
+async def find_principal(engine: AsyncEngine, *, token_hash: str) -> Principal | None:
+    """The caller behind a token hash, or None for an unknown or revoked token."""
+    stmt = (
+        select(
+            tokens.c.id.label("token_id"), tokens.c.token_hash, accounts.c.id, accounts.c.email,
+            accounts.c.daily_limit, accounts.c.gpt4, accounts.c.is_admin, accounts.c.disabled,
+            accounts.c.active,
+        )
+        .join(accounts, accounts.c.id == tokens.c.account_id)
+        .where(tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None))
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(stmt)).first()
+    if row is None or not security.same_hash(row.token_hash, token_hash):
+        return None
+    return Principal(
+        account_id=row.id, email=row.email, token_id=row.token_id, daily_limit=row.daily_limit,
+        gpt4=bool(row.gpt4), is_admin=bool(row.is_admin), disabled=bool(row.disabled) or not row.active,
+    )
+
+
+async def count_accounts(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(accounts))).scalar_one()

@@ -1,0 +1,106 @@
+"""Usage records: queued on the hot path, written in batches by one background task.
+
+``record`` never waits for the database; ``close`` flushes every queued row, so
+a clean shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy import Integer, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lightrelay.db.models import accounts, usage
+
+log = logging.getLogger("lightrelay.usage")
+
+
+class UsageRecorder:
+    def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.5, batch_size: int = 500) -> None:
+        self._engine = engine
+        self._flush_seconds = flush_seconds
+        self._batch_size = batch_size
+        self._rows: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    def record(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self._batch_size:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._rows:
+            batch, self._rows = self._rows[: self._batch_size], self._rows[self._batch_size :]
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(usage.insert(), batch)
+            except Exception:  # keep the rows; try again on the next tick
+                log.exception("writing %d usage rows failed; will retry", len(batch))
+                self._rows[:0] = batch
+                if not self._closing:
+                    return
+                await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
+
+
+async def recent_calls(engine: AsyncEngine, *, account_id: int | None = None, limit: int = 20,
+                       offset: int = 0) -> list[dict[str, Any]]:
+    """Newest calls first, with the account's email."""
+    stmt = (
+        select(usage, accounts.c.email)
+        .join(accounts, accounts.c.id == usage.c.account_id, isouter=True)
+        .order_by(usage.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    if account_id is not None:
+        stmt = stmt.where(usage.c.account_id == account_id)
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def daily_totals(engine: AsyncEngine, *, account_id: int | None = None, days: int = 30) -> list[dict[str, Any]]:
+    """Per day: calls, charged calls, errors, tokens, mean total time; newest day first."""
+    c = usage.c
+    stmt = (
+        select(
+            c.day,
+            func.count().label("calls"),
+            func.sum(func.cast(c.charged, Integer)).label("charged"),
+            func.sum(func.cast(c.status >= 400, Integer)).label("errors"),
+            func.sum(c.prompt_tokens).label("prompt_tokens"),
+            func.sum(c.completion_tokens).label("completion_tokens"),
+            func.avg(c.total_ms).label("avg_ms"),
+        )
+        .group_by(c.day)
+        .order_by(c.day.desc())
+        .limit(days)
+    )
+    if account_id is not None:
+        stmt = stmt.where(c.account_id == account_id)
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+

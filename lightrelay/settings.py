@@ -1,0 +1,142 @@
+"""All configuration, read in one place: ``LIGHTRELAY_*`` environment variables
+and an optional ``.env``-style file named by ``LIGHTRELAY_CONFIG_FILE``.
+
+No other module reads the environment. Build a ``Settings`` with
+``load_settings()`` and hand it down.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODELS = ("gpt-3.5-turbo-1106", "gpt-3.5-turbo-16k", "gpt-4", "gpt-4-1106-preview")
+WEAK_SECRETS = {"", "changeme", "secret", "dev", "lightrelay", "please-change-me"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIGHTRELAY_", extra="ignore")
+
+    # where things live
+    data_dir: Path = Path("./data")
+    database_url: str | None = None  # default: sqlite+aiosqlite:///<data_dir>/lightrelay.db
+    redis_url: str | None = None
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 8080
+    env: str = "production"  # "dev" allows weak secrets
+    secret_key: SecretStr | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_messages: int = 2048
+
+    # accounts and quota
+    timezone: str = "Asia/Shanghai"
+    default_daily_limit: int | None = 10  # None = unlimited
+    default_model: str = "gpt-3.5-turbo-1106"
+    default_models: tuple[str, ...] = DEFAULT_MODELS
+    gpt4_prefix: str = "gpt-4"  # models whose name starts with this need GPT-4 access
+    auth_cache_ttl: float = 3.0  # seconds a token lookup is trusted before the database is asked again
+
+    # upstreams
+    upstream_connect_timeout: float = 5.0
+    upstream_first_byte_timeout: float = 60.0
+    upstream_idle_timeout: float = 60.0
+    upstream_total_timeout: float = 600.0
+    channel_failures_to_cool: int = 3
+    channel_cooldown_seconds: float = 30.0
+
+    # built-in local model
+    local_model: str = "auto"  # auto: serve the default names when no channel exists; off: never
+    local_model_path: str | None = None
+    local_max_queue: int = 8
+    local_max_tokens: int = 256
+
+    # usage recording
+    usage_flush_seconds: float = 0.5
+    usage_batch_size: int = 500
+
+    # mail
+    smtp_url: str | None = None
+    mail_from: str = "lightrelay@localhost"
+
+    log_level: str = "INFO"
+
+    # the CLI as a client of a running relay (`lightrelay chat`)
+    url: str | None = None  # default http://<host>:<port>
+    token: SecretStr | None = None
+
+    @field_validator("default_daily_limit", mode="before")
+    @classmethod
+    def _unlimited(cls, v: object) -> object:
+        if isinstance(v, str) and v.strip().lower() in {"unlimited", "none", "-1"}:
+            return None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        ZoneInfo(v)  # raises on an unknown zone
+        return v
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'lightrelay.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    def secret(self) -> str:
+        """The relay's secret. Embedded default: generated once into the data dir.
+
+        Outside dev mode a weak secret is refused; with a shared database
+        (not SQLite) the secret must come from the environment, since every host
+        must use the same one.
+        """
+        if self.secret_key is not None:
+            value = self.secret_key.get_secret_value()
+            if self.env != "dev" and (value.lower() in WEAK_SECRETS or len(value) < 16):
+                raise ValueError(
+                    "LIGHTRELAY_SECRET_KEY is weak: use at least 16 random characters "
+                    "(or set LIGHTRELAY_ENV=dev for local experiments)"
+                )
+            return value
+        if not self.is_sqlite:
+            raise ValueError("LIGHTRELAY_SECRET_KEY must be set when the database is shared (not SQLite)")
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and LIGHTRELAY_CONFIG_FILE), with overrides on top."""
+    config_file = os.environ.get("LIGHTRELAY_CONFIG_FILE")
+    if config_file:
+        return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+__all__ = ["DEFAULT_MODELS", "Settings", "load_settings"]
