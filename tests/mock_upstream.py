@@ -1,0 +1,292 @@
+"""A real HTTP mock of an OpenAI-compatible upstream, for the test suite.
+
+An aiohttp server on 127.0.0.1 (a free port) serving ``POST /v1/chat/completions``
+and ``GET /v1/models``. Use it from async tests::
+
+    async with MockUpstream() as up:
+        up.mode = "fail-500"             # every following request
+        ... point a channel at up.base_url ...   # "http://127.0.0.1:PORT/v1"
+        headers, body = up.requests[-1]  # what the relay sent (headers are case-insensitive)
+
+or, for tests that drive synchronous clients, in a background thread::
+
+    up = MockUpstream().start_in_thread()
+    ...
+    up.stop()
+
+Which mode answers a request, first match wins:
+  1. the request's ``model`` if it is a mode name (e.g. a channel mapping ``gpt-4=fail-500``);
+  2. ``up.queued_modes.pop(0)`` while that list is not empty (e.g. fail once, then answer);
+  3. ``up.mode`` (default ``"ok"``).
+
+Modes:
+  ok        answers; choice 0 is ``"echo: <last user message>"``, choice i>0 is
+            ``"echo#i: ..."``; honours ``n``, ``max_tokens`` (finish_reason "length"),
+            ``stream`` (SSE, ``up.chunk_size`` characters per chunk, ``up.chunk_delay``
+            seconds between chunks) and ``stream_options.include_usage``.
+            Token counts: one token per started 4 characters of content (``fake_tokens``).
+  no-usage  like ok, but never sends usage (no usage chunk, no usage block).
+  fail-429  HTTP 429 with ``Retry-After: 1`` and an OpenAI error body.
+  fail-500  HTTP 500, OpenAI error body.      fail-503  HTTP 503, OpenAI error body.
+  stall     sleeps ``up.stall_seconds`` (default 60) before the first byte.
+  malformed HTTP 200 whose JSON (or first SSE event) is not valid JSON.
+  cut       streams the role chunk and two content chunks (non-stream: half the
+            body), then drops the connection without ``[DONE]``.
+  trickle   the normal reply, written one byte at a time every ``up.trickle_delay`` s.
+  drop      accepts the request, then closes the connection without any reply.
+
+For "connection refused", use ``refused_base_url()``: a URL where nothing listens.
+``up.api_key`` (optional) makes requests without ``Authorization: Bearer <key>`` get 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import threading
+import time
+from typing import Any, NamedTuple
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+MODES = ("ok", "no-usage", "fail-429", "fail-500", "fail-503", "stall", "malformed", "cut", "trickle", "drop")
+
+
+class Recorded(NamedTuple):
+    """One chat request as received: its headers (case-insensitive) and JSON body (None if invalid)."""
+
+    headers: CIMultiDict[str]
+    body: Any
+
+
+def fake_tokens(text: str) -> int:
+    """The mock's deterministic token count: one per started 4 characters."""
+    return math.ceil(len(text) / 4)
+
+
+def refused_base_url() -> str:
+    """A ``/v1`` base URL on a local port where nothing listens (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def _error(status: int, message: str, type_: str, **headers: str) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": None}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class MockUpstream:
+    """The mock server; see the module docstring for modes and usage."""
+
+    def __init__(self, mode: str = "ok", *, api_key: str | None = None) -> None:
+        self.mode = mode
+        self.queued_modes: list[str] = []
+        self.api_key = api_key
+        self.chunk_size = 4
+        self.chunk_delay = 0.0
+        self.trickle_delay = 0.01
+        self.stall_seconds = 60.0
+        self.requests: list[Recorded] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> MockUpstream:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._closing = asyncio.Event()
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._closing.set()  # wakes stalled handlers
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> MockUpstream:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def start_in_thread(self) -> MockUpstream:
+        """Run the server on its own event loop in a daemon thread; returns once it listens."""
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.start())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self.close())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="mock-upstream", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("mock upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        """Stop a server started with ``start_in_thread``."""
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
+
+    # ---- handlers ----------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in ("mock-model", *MODES)]
+        return web.json_response({"object": "list", "data": data})
+
+    def _pick_mode(self, body: Any) -> str:
+        model = body.get("model") if isinstance(body, dict) else None
+        if model in MODES:
+            return model
+        if self.queued_modes:
+            return self.queued_modes.pop(0)
+        return self.mode
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self.requests.append(Recorded(CIMultiDict(request.headers), body))
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided", "invalid_request_error")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _error(400, "body must be JSON with messages", "invalid_request_error")
+        mode = self._pick_mode(body)
+        if mode == "fail-429":
+            return _error(429, "Rate limit reached", "rate_limit_error", **{"Retry-After": "1"})
+        if mode in ("fail-500", "fail-503"):
+            return _error(int(mode[5:]), f"mock upstream {mode}", "server_error")
+        if mode == "drop":
+            request.transport.close()
+            return web.Response()  # never reaches the client
+        if mode == "stall":
+            try:
+                await asyncio.wait_for(self._closing.wait(), self.stall_seconds)
+            except TimeoutError:
+                pass
+        if body.get("stream"):
+            return await self._stream(request, body, mode)
+        return await self._complete(request, body, mode)
+
+    def _replies(self, body: dict) -> tuple[str, list[tuple[str, str]]]:
+        """The reply text and finish reason of each choice, and the model name to report."""
+        users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        text = _content_text(users[-1].get("content")) if users else ""
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        choices = []
+        for i in range(int(body.get("n") or 1)):
+            reply = f"echo: {text}" if i == 0 else f"echo#{i}: {text}"
+            if max_tokens and fake_tokens(reply) > max_tokens:
+                choices.append((reply[: 4 * max_tokens], "length"))
+            else:
+                choices.append((reply, "stop"))
+        return str(body.get("model", "mock-model")), choices
+
+    def _usage(self, body: dict, choices: list[tuple[str, str]]) -> dict:
+        prompt = sum(fake_tokens(_content_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
+        completion = sum(fake_tokens(reply) for reply, _ in choices)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    async def _complete(self, request: web.Request, body: dict, mode: str) -> web.StreamResponse:
+        model, choices = self._replies(body)
+        reply = {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": fin}
+                for i, (text, fin) in enumerate(choices)
+            ],
+            "system_fingerprint": "fp_mock",
+        }
+        if mode != "no-usage":
+            reply["usage"] = self._usage(body, choices)
+        data = orjson.dumps(reply)
+        if mode == "malformed":
+            data = data[: len(data) // 2] + b"<html>oops"
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        if mode == "cut":
+            await resp.write(data[: len(data) // 2])
+            request.transport.close()
+        elif mode == "trickle":
+            await self._trickle(resp, data)
+        else:
+            await resp.write(data)
+        return resp
+
+    async def _stream(self, request: web.Request, body: dict, mode: str) -> web.StreamResponse:
+        model, choices = self._replies(body)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        created = int(time.time())
+
+        def chunk(choice_list: list[dict], **extra: Any) -> bytes:
+            obj = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created,
+                   "model": model, "system_fingerprint": "fp_mock", "choices": choice_list, **extra}
+            return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+        events = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                         for i in range(len(choices))])]
+        size = self.chunk_size
+        for start in range(0, max(len(text) for text, _ in choices), size):
+            events += [chunk([{"index": i, "delta": {"content": text[start:start + size]}, "finish_reason": None}])
+                       for i, (text, _) in enumerate(choices) if text[start:start + size]]
+        events += [chunk([{"index": i, "delta": {}, "finish_reason": fin}]) for i, (_, fin) in enumerate(choices)]
+        if (body.get("stream_options") or {}).get("include_usage") and mode != "no-usage":
+            events.append(chunk([], usage=self._usage(body, choices)))
+        events.append(b"data: [DONE]\n\n")
+
+        if mode == "malformed":
+            events[0] = b'data: {"id": "chatcmpl-mock", "choices": [\n\n'
+        for n, event in enumerate(events):
+            if mode == "cut" and n == 3:
+                request.transport.close()
+                return resp
+            if mode == "trickle":
+                await self._trickle(resp, event)
+            else:
+                await resp.write(event)
+                if self.chunk_delay and n < len(events) - 1:
+                    await asyncio.sleep(self.chunk_delay)
+        await resp.write_eof()
+        return resp
+
+    async def _trickle(self, resp: web.StreamResponse, data: bytes) -> None:
+        for i in range(len(data)):
+            await resp.write(data[i:i + 1])
+            await asyncio.sleep(self.trickle_delay)
