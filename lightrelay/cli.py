@@ -333,13 +333,16 @@ def chat(prompt: str, model: str | None, stream: bool, url: str | None, token_va
     tok = token_value or (settings.token.get_secret_value() if settings.token else None)
     if not tok:
         raise click.ClickException("no token: pass --token sk-… or set LIGHTRELAY_TOKEN")
+    import aiohttp
+
     try:
         asyncio.run(light_chat(base, tok, prompt, model=model, stream=stream, out=sys.stdout))
     except LightError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
+    except (OSError, aiohttp.ClientError) as exc:
         raise click.ClickException(f"cannot reach the relay at {base}: {exc}") from None
-    click.echo("")
+    if stream:
+        click.echo("")
 
 
 if __name__ == "__main__":
