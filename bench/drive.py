@@ -1,0 +1,333 @@
+"""Drive the benchmark against servers that ``bench/run`` has started, and print one markdown table.
+
+Standard library only. Every load phase is bounded in time (wrk ``-d``, benchtool ``-d``/``-n``
+and a subprocess timeout) and sends traffic only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MESSAGES = [{"role": "user", "content": "Hello! Please say hello back in one short sentence."}]
+MODEL = "gpt-3.5-turbo-1106"
+PACED_MODEL = "bench-paced"
+
+
+@dataclass
+class Target:
+    key: str  # direct | lr-openai | lr-light | litellm
+    label: str
+    url: str
+    auth: str | None
+    light: bool = False
+    token: str | None = None
+    pid: int | None = None
+
+    def body(self, *, stream: bool, model: str = MODEL) -> dict:
+        if self.light:
+            return {"model": model, "token": self.token, "messages": MESSAGES, "params": {"stream": stream}}
+        body: dict = {"model": model, "messages": MESSAGES}
+        if stream:
+            body["stream"] = True
+        return body
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.a = args
+        self.tmp = Path(args.tmp)
+        self.pin = ["taskset", "-c", args.client_cpus] if args.client_cpus else []
+        self.results: dict = {"nonstream": {}, "streams": {}, "paced": {}, "memory": {}, "soak": []}
+        self.log_lines: list[str] = []
+
+    def log(self, msg: str) -> None:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    def body_file(self, target: Target, *, stream: bool, model: str = MODEL) -> str:
+        path = self.tmp / f"body-{target.key}-{'s' if stream else 'n'}-{model}.json"
+        path.write_text(json.dumps(target.body(stream=stream, model=model)))
+        return str(path)
+
+    # -- load generators ---------------------------------------------------------
+    def wrk(self, target: Target, conc: int, seconds: float) -> dict:
+        env = {**os.environ, "BENCH_BODY": self.body_file(target, stream=False), "BENCH_AUTH": target.auth or ""}
+        cmd = [*self.pin, "wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+               "-s", str(Path(__file__).parent / "wrk" / "post.lua"), target.url]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk gave no result for {target.label}: {out.stdout}\n{out.stderr}")
+        r = json.loads(line[len("BENCHJSON "):])
+        r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+        return r
+
+    def streams(self, target: Target, conc: int, seconds: float, *, model: str = MODEL, stream: bool = True,
+                count: int = 0) -> dict:
+        cmd = [*self.pin, self.a.tool, "streams", "-url", target.url, "-c", str(conc), "-d", f"{seconds}s",
+               "-n", str(count), "-body", self.body_file(target, stream=stream, model=model)]
+        if target.auth:
+            cmd += ["-H", f"Authorization: Bearer {target.auth}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+        if out.returncode != 0:
+            raise RuntimeError(f"benchtool failed for {target.label}: {out.stderr}")
+        return json.loads(out.stdout)
+
+    # -- phases ------------------------------------------------------------------
+    def nonstream(self, targets: list[Target]) -> None:
+        for conc in (1, 16, 64):
+            for t in targets:
+                self.wrk(t, conc, self.a.warmup)
+                r = self.wrk(t, conc, self.a.duration)
+                self.results["nonstream"][(t.key, conc)] = r
+                self.log(f"non-stream c{conc} {t.label}: {r['rps']:.0f}/s p50 {r['p50_us'] / 1000:.2f} ms "
+                         f"p99 {r['p99_us'] / 1000:.2f} ms non2xx {r['non2xx']} errors {r['socket_errors']}")
+
+    def stream_phase(self, targets: list[Target]) -> None:
+        for t in targets:
+            self.streams(t, 16, self.a.warmup)
+            r = self.streams(t, 16, self.a.duration)
+            self.results["streams"][t.key] = r
+            self.log(f"streams c16 {t.label}: {r['streams_per_s']:.0f}/s ttfb p50 {r['ttfb_p50_ms']:.2f} ms "
+                     f"p99 {r['ttfb_p99_ms']:.2f} ms errors {r['errors']} {r['error_kinds'] or ''}")
+        for t in targets:
+            r = self.streams(t, 16, max(self.a.duration, 2.0), model=PACED_MODEL)
+            self.results["paced"][t.key] = r
+            self.log(f"paced c16 {t.label}: ttfb p50 {r['ttfb_p50_ms']:.2f} ms, chunk delay p50 "
+                     f"{r['chunk_delay_p50_ms']:.2f} p99 {r['chunk_delay_p99_ms']:.2f} max "
+                     f"{r['chunk_delay_max_ms']:.2f} ms, chunks/stream min {r['chunks_min']:.0f}")
+
+    def soak(self, target: Target, total: int, steps: int = 4) -> None:
+        per = max(1, total // steps)
+        done = 0
+        self.results["soak"].append((0, rss_mb(target.pid)))
+        for _ in range(steps):
+            r = self.streams(target, 16, self.a.soak_seconds, stream=False, count=per)
+            done += r["streams"]
+            self.results["soak"].append((done, rss_mb(target.pid)))
+            self.log(f"soak: {done} calls, RSS {self.results['soak'][-1][1]:.1f} MB, errors {r['errors']}")
+
+
+# -- memory -----------------------------------------------------------------------
+def rss_mb(pid: int | None) -> float:
+    if not pid:
+        return float("nan")
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- the table -------------------------------------------------------------------------
+def ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}×" if b else "–"
+
+
+def render(b: Bench, targets: list[Target], meta: dict) -> str:
+    R = b.results
+    by = {t.key: t for t in targets}
+    has_ll = "litellm" in by
+    out: list[str] = []
+    w = out.append
+    w("## lightrelay benchmark\n")
+    for k, v in meta.items():
+        w(f"- {k}: {v}")
+    w("")
+    w("### Non-stream calls (wrk, closed loop)\n")
+    w("| conc | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s vs LiteLLM | p99 LiteLLM / this |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for conc in (1, 16, 64):
+        d = R["nonstream"].get(("direct", conc))
+        ll = R["nonstream"].get(("litellm", conc))
+        for t in targets:
+            r = R["nonstream"].get((t.key, conc))
+            if r is None:
+                continue
+            add50 = "–" if t.key == "direct" else ms(r["p50_us"] - d["p50_us"])
+            add99 = "–" if t.key == "direct" else ms(r["p99_us"] - d["p99_us"])
+            vs = ratio(r["rps"], ll["rps"]) if ll and t.key.startswith("lr-") else "–"
+            p99r = ratio(ll["p99_us"], r["p99_us"]) if ll and t.key.startswith("lr-") else "–"
+            bad = f" ⚠ {r['non2xx']} non-2xx, {r['socket_errors']} socket errors" if r["non2xx"] or r["socket_errors"] else ""
+            w(f"| {conc} | {t.label}{bad} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add50} | "
+              f"{add99} | {vs} | {p99r} |")
+    w("")
+    w("### Streams, concurrency 16, unpaced (10 chunks sent at once)\n")
+    w("| target | streams/s | TTFB p50 ms | TTFB p99 ms | added TTFB p50 ms | added TTFB p99 ms | streams/s vs LiteLLM | errors |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    d = R["streams"].get("direct")
+    ll = R["streams"].get("litellm")
+    for t in targets:
+        r = R["streams"].get(t.key)
+        if r is None:
+            continue
+        a50 = "–" if t.key == "direct" else f"{r['ttfb_p50_ms'] - d['ttfb_p50_ms']:.2f}"
+        a99 = "–" if t.key == "direct" else f"{r['ttfb_p99_ms'] - d['ttfb_p99_ms']:.2f}"
+        vs = ratio(r["streams_per_s"], ll["streams_per_s"]) if ll and t.key.startswith("lr-") else "–"
+        w(f"| {t.label} | {r['streams_per_s']:,.0f} | {r['ttfb_p50_ms']:.2f} | {r['ttfb_p99_ms']:.2f} | {a50} | {a99} | "
+          f"{vs} | {r['errors']} |")
+    w("")
+    w(f"### Streams, concurrency 16, paced upstream ({meta_paced(b)})\n")
+    w("Chunk delay = the mock's write of a chunk → the client's read of it (each chunk carries its send time).\n")
+    w("| target | TTFB p50 ms | added TTFB p50 ms | chunk delay p50 ms | p99 ms | max ms | chunks/stream (min) | stream p50 ms |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    d = R["paced"].get("direct")
+    for t in targets:
+        r = R["paced"].get(t.key)
+        if r is None:
+            continue
+        a50 = "–" if t.key == "direct" else f"{r['ttfb_p50_ms'] - d['ttfb_p50_ms']:.2f}"
+        w(f"| {t.label} | {r['ttfb_p50_ms']:.2f} | {a50} | {r['chunk_delay_p50_ms']:.2f} | {r['chunk_delay_p99_ms']:.2f} | "
+          f"{r['chunk_delay_max_ms']:.2f} | {r['chunks_min']:.0f} | {r['total_p50_ms']:.1f} |")
+    w("")
+    w("### Memory (RSS of the one worker process)\n")
+    w("| process | idle, fresh MB | after the load above MB |")
+    w("|---|---:|---:|")
+    for key, label in (("lr", "lightrelay"), ("litellm", "LiteLLM proxy")):
+        m = R["memory"].get(key)
+        if m:
+            w(f"| {label} | {m['idle']:.1f} | {m['after']:.1f} |")
+    if R["soak"]:
+        w("")
+        w("Soak (lightrelay OpenAI door, non-stream, concurrency 16): " +
+          ", ".join(f"{n:,} calls → {mb:.1f} MB" for n, mb in R["soak"]))
+        growth = R["soak"][-1][1] - R["soak"][1][1] if len(R["soak"]) > 2 else float("nan")
+        w(f"(growth after the first quarter: {growth:+.1f} MB)")
+    w("")
+    w(targets_summary(b, has_ll))
+    return "\n".join(out) + "\n"
+
+
+def meta_paced(b: Bench) -> str:
+    return f"{b.a.paced_chunks} chunks {b.a.paced_gap_ms} ms apart"
+
+
+def targets_summary(b: Bench, has_ll: bool) -> str:
+    R = b.results
+    lines = ["### Against the targets of issue 6 (OpenAI door / light door)\n"]
+
+    def both(f) -> str:  # noqa: ANN001
+        return " / ".join(f(k) for k in ("lr-openai", "lr-light"))
+
+    d1 = R["nonstream"].get(("direct", 1))
+    if d1:
+        lines.append("- c1 added latency p50 ≤ 1 ms: " + both(
+            lambda k: f"{(R['nonstream'][(k, 1)]['p50_us'] - d1['p50_us']) / 1000:.2f} ms"))
+        lines.append("- c1 added latency p99 ≤ 3 ms: " + both(
+            lambda k: f"{(R['nonstream'][(k, 1)]['p99_us'] - d1['p99_us']) / 1000:.2f} ms"))
+    if has_ll:
+        for conc in (16, 64):
+            ll = R["nonstream"][("litellm", conc)]
+            lines.append(f"- c{conc} throughput ≥ 20× LiteLLM: " + both(
+                lambda k, c=conc, ll=ll: ratio(R["nonstream"][(k, c)]["rps"], ll["rps"])))
+            lines.append(f"- c{conc} p99 ≤ 1/20 of LiteLLM's: " + both(
+                lambda k, c=conc, ll=ll: ratio(ll["p99_us"], R["nonstream"][(k, c)]["p99_us"])))
+        lls = R["streams"].get("litellm")
+        if lls:
+            lines.append("- streams/s ≥ 20× LiteLLM: " + both(
+                lambda k: ratio(R["streams"][k]["streams_per_s"], lls["streams_per_s"])))
+    dp = R["paced"].get("direct")
+    if dp:
+        lines.append("- paced: first byte added ≤ 2 ms: " + both(
+            lambda k: f"{R['paced'][k]['ttfb_p50_ms'] - dp['ttfb_p50_ms']:.2f} ms (p50)"))
+        lines.append("- paced: every chunk forwarded as it arrives (chunk delay p99 / max): " + both(
+            lambda k: f"{R['paced'][k]['chunk_delay_p99_ms']:.2f} / {R['paced'][k]['chunk_delay_max_ms']:.2f} ms"))
+    m = R["memory"].get("lr")
+    if m:
+        lines.append(f"- idle RSS per worker ≤ 120 MB: {m['idle']:.1f} MB")
+    return "\n".join(lines)
+
+
+def versions(a: argparse.Namespace) -> dict:
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+        except Exception:
+            return "?"
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    repo = Path(__file__).resolve().parent.parent
+    sha = run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", str(repo), "status", "--porcelain", "--", "lightrelay"])
+    return {
+        "machine": f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "lightrelay": f"{sha}{' + uncommitted changes in lightrelay/' if dirty else ''}, 1 worker, "
+                      "auth + quota reservation + usage recording on (SQLite), user with an unlimited daily limit",
+        "LiteLLM": a.litellm_version or "skipped",
+        "upstream": "Go mock (bench/tool, GOMAXPROCS=1), answers at once",
+        "load": "wrk 1 thread (non-stream), bench/tool streams (Go, streams)",
+        "cpu pinning": (f"servers under test on CPU {a.server_cpus}, mock + load generator on CPU {a.client_cpus}"
+                        if a.client_cpus else "none"),
+        "durations": f"{a.duration:g} s per cell after a {a.warmup:g} s warm-up",
+        "command": a.command,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--tool", required=True)
+    p.add_argument("--tmp", required=True)
+    p.add_argument("--mock", required=True)
+    p.add_argument("--relay", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--relay-pid", type=int, required=True)
+    p.add_argument("--litellm")
+    p.add_argument("--litellm-key")
+    p.add_argument("--litellm-pid", type=int)
+    p.add_argument("--litellm-version")
+    p.add_argument("--duration", type=float, default=10)
+    p.add_argument("--warmup", type=float, default=2)
+    p.add_argument("--soak", type=int, default=20000)
+    p.add_argument("--soak-seconds", type=float, default=300)
+    p.add_argument("--paced-chunks", type=int, default=10)
+    p.add_argument("--paced-gap-ms", type=int, default=20)
+    p.add_argument("--client-cpus", default="")
+    p.add_argument("--server-cpus", default="")
+    p.add_argument("--command", default="bench/run")
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+
+    b = Bench(a)
+    targets = [
+        Target("direct", "direct to mock", f"{a.mock}/v1/chat/completions", None),
+        Target("lr-openai", "lightrelay /v1 (OpenAI door)", f"{a.relay}/v1/chat/completions", a.token,
+               pid=a.relay_pid),
+        Target("lr-light", "lightrelay light door", f"{a.relay}/api/light/chat/createChatCompletion", None,
+               light=True, token=a.token, pid=a.relay_pid),
+    ]
+    if a.litellm:
+        targets.append(Target("litellm", "LiteLLM proxy", f"{a.litellm}/v1/chat/completions", a.litellm_key,
+                              pid=a.litellm_pid))
+    b.results["memory"]["lr"] = {"idle": rss_mb(a.relay_pid)}
+    if a.litellm:
+        b.results["memory"]["litellm"] = {"idle": rss_mb(a.litellm_pid)}
+    meta = versions(a)
+    b.nonstream(targets)
+    b.stream_phase(targets)
+    b.results["memory"]["lr"]["after"] = rss_mb(a.relay_pid)
+    if a.litellm:
+        b.results["memory"]["litellm"]["after"] = rss_mb(a.litellm_pid)
+    if a.soak > 0:
+        b.soak(targets[1], a.soak)
+    table = render(b, targets, meta)
+    print(table)
+    Path(a.out).write_text(table)
+    raw = {f"{k}": v for k, v in b.results.items() if k != "nonstream"}
+    raw["nonstream"] = {f"{k}/c{c}": v for (k, c), v in b.results["nonstream"].items()}
+    Path(a.out).with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+module lightrelay/benchtool
+
+go 1.19
