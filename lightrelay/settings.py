@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     smtp_url: str | None = None
     mail_from: str = "lightrelay@localhost"
 
+    # web console
+    console_registration: bool = True  # False: only the CLI makes accounts
+    console_session_days: int = 14
+    console_secure_cookies: bool = False  # set when the console is served over HTTPS
+    code_ttl_seconds: int = 600  # an emailed code is valid this long
+    code_max_tries: int = 5
+    code_resend_seconds: int = 60
+    rate_login: str = "10/300"  # attempts / seconds, per client address and per email
+    rate_register: str = "5/3600"  # sign-ups per client address
+    rate_mail: str = "5/3600"  # codes mailed per email address
+
     log_level: str = "INFO"
 
     # the CLI as a client of a running relay (`lightrelay chat`)

@@ -94,3 +94,28 @@ usage = Table(
     Index("ix_usage_account_created", "account_id", "created_at"),
     Index("ix_usage_day", "day"),
 )
+
+# -- web console -------------------------------------------------------------
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie's session id
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+email_codes = Table(
+    "email_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("purpose", String(20), nullable=False),  # register | reset
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("used", Boolean, nullable=False, default=False),
+    Index("ix_email_codes_email_purpose", "email", "purpose"),
+)

@@ -34,6 +34,7 @@ from lightrelay.services.channels import load_channels
 from lightrelay.services.quota import Quota, SqlCounter
 from lightrelay.services.usage import UsageRecorder
 from lightrelay.settings import Settings, load_settings
+from lightrelay.web import console_routes
 
 log = logging.getLogger("lightrelay")
 CHANNEL_REFRESH_SECONDS = 3.0
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/{path:path}", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    routes += console_routes(settings)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     return app

@@ -190,3 +190,16 @@ async def find_principal(engine: AsyncEngine, *, token_hash: str) -> Principal |
 async def count_accounts(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return (await conn.execute(select(func.count()).select_from(accounts))).scalar_one()
+
+
+async def get_account_by_id(engine: AsyncEngine, *, account_id: int) -> dict[str, Any] | None:
+    """One account as a dict, or None."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def activate_account(engine: AsyncEngine, *, account_id: int) -> None:
+    """Mark an account's email as verified (it may call the API from now on)."""
+    async with engine.begin() as conn:
+        await conn.execute(update(accounts).where(accounts.c.id == account_id).values(active=True))

@@ -1,0 +1,33 @@
+"""The web console: server-rendered pages (Jinja2) with light JavaScript.
+
+``console_routes(settings)`` returns every console route, mounted by
+``lightrelay.http.app.create_app``. See docs/CONSOLE.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from lightrelay.settings import Settings
+from lightrelay.web import admin, auth_pages, me, playground, usage_pages
+from lightrelay.web.console import Console
+
+STATIC = Path(__file__).parent / "static"
+
+
+def console_routes(settings: Settings) -> list[BaseRoute]:
+    console = Console(settings)
+    return [
+        *auth_pages.routes(console),
+        *me.routes(console),
+        *playground.routes(console),
+        *usage_pages.routes(console),
+        *admin.routes(console),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+__all__ = ["console_routes"]
