@@ -33,6 +33,12 @@ class RelayHandle:
     settings: Settings
     server: uvicorn.Server
     app: Any
+    task: asyncio.Task
+
+    async def stop(self) -> None:
+        """Stop the relay the way SIGTERM does (graceful shutdown, lifespan end)."""
+        self.server.should_exit = True
+        await self.task
 
     @property
     def lr(self) -> State:
@@ -68,7 +74,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 async def start_relay(tmp_path: Path) -> AsyncIterator[Any]:
     """``await start_relay(**settings_overrides)`` → a running RelayHandle (stopped after the test)."""
-    running: list[tuple[uvicorn.Server, asyncio.Task]] = []
+    running: list[RelayHandle] = []
 
     async def start(**overrides: Any) -> RelayHandle:
         settings = make_settings(tmp_path, **overrides)
@@ -84,13 +90,14 @@ async def start_relay(tmp_path: Path) -> AsyncIterator[Any]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        running.append((server, task))
-        return RelayHandle(url=f"http://127.0.0.1:{port}", settings=settings, server=server, app=app)
+        handle = RelayHandle(url=f"http://127.0.0.1:{port}", settings=settings, server=server, app=app, task=task)
+        running.append(handle)
+        return handle
 
     yield start
-    for server, task in running:
-        server.should_exit = True
-        await task
+    for handle in running:
+        if not handle.task.done():
+            await handle.stop()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ class UsageRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._writing = asyncio.Lock()  # one writer: a flush returns only when earlier rows are written
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-recorder")
@@ -46,6 +47,10 @@ class UsageRecorder:
             await self.flush()
 
     async def flush(self) -> None:
+        async with self._writing:
+            await self._write_all()
+
+    async def _write_all(self) -> None:
         while self._rows:
             batch, self._rows = self._rows[: self._batch_size], self._rows[self._batch_size :]
             try:
