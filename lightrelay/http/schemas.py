@@ -27,6 +27,9 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+RELAY_SWITCHES = {"stream", "stream_options", "include_usage"}
+
+
 class Params(BaseModel):
     """OpenAI chat parameters the relay accepts and passes on."""
 
@@ -55,7 +58,7 @@ class Params(BaseModel):
 
     def upstream(self) -> dict[str, Any]:
         """What goes to the model: set values only, the relay's own switches left out."""
-        out = self.model_dump(exclude_none=True, exclude={"stream", "stream_options", "include_usage"})
+        out = self.model_dump(exclude_none=True, include=set(Params.model_fields) - RELAY_SWITCHES)
         if out.get("n") == 1:
             del out["n"]
         if isinstance(self.stop, list) and len(self.stop) > 4:
