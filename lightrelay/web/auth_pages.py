@@ -12,7 +12,7 @@ from lightrelay.services import accounts
 from lightrelay.web.codes import REGISTER, RESET, CodeError
 from lightrelay.web.console import Console, Ctx, Refused, form, safe_next
 from lightrelay.web.mailer import Delivery
-from lightrelay.web.me import render_api
+from lightrelay.web.me import show_once
 from lightrelay.web.sessions import SESSION_COOKIE, create_session, end_other_sessions, end_session
 
 MIN_PASSWORD = 8
@@ -152,7 +152,7 @@ def routes(console: Console) -> list[BaseRoute]:
         token = await accounts.add_token(engine, account_id=account["id"], name="default")
         ctx.state.relay.auth.invalidate()
         await start_session(ctx, account)
-        return await render_api(console, ctx, new_token=token, welcome=True)
+        return show_once(console, ctx, token, welcome=True)
 
     @page()
     async def resend(ctx: Ctx) -> Response:

@@ -11,7 +11,9 @@ from lightrelay.http.render import JSON
 from lightrelay.services import accounts
 from lightrelay.web import samples
 from lightrelay.web.console import Console, Ctx, Refused, form
+from lightrelay.web.sessions import ONCE_COOKIE
 
+ONCE_SECONDS = 120
 PLACEHOLDER = "sk-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 
 
@@ -25,16 +27,27 @@ async def today(ctx: Ctx) -> dict:
             "reset": reset.strftime("%Y-%m-%d %H:%M"), "tz": state.settings.timezone, "day": state.clock.today()}
 
 
-async def render_api(console: Console, ctx: Ctx, *, new_token: str | None = None, welcome: bool = False,
-                     status: int = 200) -> Response:
+def show_once(console: Console, ctx: Ctx, token: str, *, welcome: bool = False) -> Response:
+    """Redirect to 我的 → API, which shows ``token`` in full this one time (post/redirect/get)."""
+    ctx.cookies.append((ONCE_COOKIE, console.signer.seal(("w:" if welcome else "t:") + token), ONCE_SECONDS))
+    return console.redirect(ctx, "/me/api")
+
+
+async def render_api(console: Console, ctx: Ctx) -> Response:
     account = ctx.account or {}
+    new_token, welcome = None, False
+    if ONCE_COOKIE in ctx.request.cookies:
+        ctx.cookies.append((ONCE_COOKIE, "", None))
+        once = console.signer.open(ctx.request.cookies[ONCE_COOKIE], max_age=ONCE_SECONDS) or ""
+        if once[:2] in ("w:", "t:"):
+            new_token, welcome = once[2:], once[:2] == "w:"
     tokens = await accounts.list_tokens(ctx.state.engine, account_id=account["id"])
     base = str(ctx.request.base_url).rstrip("/")
     models = ctx.state.router.models()
     model = ctx.state.settings.default_model
     if model not in models and models:
         model = models[0]
-    return console.render(ctx, "me_api.html", status=status, tokens=tokens, new_token=new_token, welcome=welcome,
+    return console.render(ctx, "me_api.html", tokens=tokens, new_token=new_token, welcome=welcome,
                           today=await today(ctx), base=base, models=models,
                           samples=samples.build(base=base, token=new_token or PLACEHOLDER, model=model))
 
@@ -55,7 +68,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if len(live) >= 50:
             raise Refused(400, "too_many_tokens")
         token = await accounts.add_token(ctx.state.engine, account_id=account["id"], name=name)
-        return await render_api(console, ctx, new_token=token)
+        return show_once(console, ctx, token)
 
     @page(login=True)
     async def revoke(ctx: Ctx) -> Response:

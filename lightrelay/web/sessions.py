@@ -12,12 +12,14 @@ stored; an attacker's page can neither read the cookie nor compute the token.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 from datetime import timedelta
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,13 +28,27 @@ from lightrelay.db.models import console_sessions
 
 SESSION_COOKIE = "lr_session"
 PRE_COOKIE = "lr_pre"
+ONCE_COOKIE = "lr_once"  # a new API token, sealed, carried across one redirect to be shown once
 
 
 class Signer:
-    """Signs and checks cookie values, and derives CSRF tokens, with the relay's secret."""
+    """Signs and checks cookie values, derives CSRF tokens, and seals one-shot values, with the relay's secret."""
 
     def __init__(self, secret: str) -> None:
         self._key = hashlib.sha256(b"lightrelay/console/" + secret.encode()).digest()
+        sealing = hashlib.sha256(b"lightrelay/console/once/" + secret.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(sealing))
+
+    def seal(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def open(self, sealed: str | None, *, max_age: int) -> str | None:
+        if not sealed:
+            return None
+        try:
+            return self._fernet.decrypt(sealed.encode(), ttl=max_age).decode()
+        except InvalidToken:
+            return None
 
     def _mac(self, purpose: str, value: str) -> str:
         return hmac.new(self._key, f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()[:43]

@@ -3,13 +3,16 @@ an admin changes the limit and the user sees it; the stream readers across chunk
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from lightrelay.services import accounts
+from tests.conftest import free_port
 from tests.web.conftest import outbox_codes
 
 pytestmark = pytest.mark.slow
@@ -24,9 +27,20 @@ async def new_page(browser: Any, relay: Any) -> tuple[Any, Any]:
     page.set_default_timeout(10_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("console", lambda msg: errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
     page.js_errors = errors
     return context, page
+
+
+async def wait_text(locator: Any, predicate: Any, timeout: float = 10.0) -> str:
+    """Poll a locator's text until ``predicate(text)`` (the CSP forbids wait_for_function's eval)."""
+    for _ in range(int(timeout / 0.05)):
+        text = await locator.inner_text() if await locator.count() else ""
+        if predicate(text):
+            return text
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"text never matched: {text!r}")
 
 
 async def login(page: Any, email: str, password: str) -> None:
@@ -166,8 +180,7 @@ async def test_admin_adds_tests_and_disables_a_channel(start_relay, upstream, br
 
     await row.locator("[data-test-channel]").click()
     result = row.locator(".test-result")
-    await page.wait_for_function("document.querySelector('tr[data-channel=mock] .test-result').textContent.includes('ms')")
-    assert (await result.inner_text()).startswith("✓")
+    assert (await wait_text(result, lambda t: "ms" in t or "✗" in t)).startswith("✓")
 
     await row.locator("form button").click()  # disable
     await page.wait_for_url("**/admin/channels")
@@ -192,7 +205,7 @@ async def test_stop_button_aborts_the_stream(start_relay, upstream, browser) -> 
     await page.goto("/playground")
     await page.fill("#prompt", "a long question that streams slowly")
     await page.click("#send")
-    await page.wait_for_function("document.querySelector('.msg.assistant .body').textContent.length > 3")
+    await wait_text(page.locator(".msg.assistant .body").last, lambda t: len(t) > 3)
     await page.click("#stop")
     await page.locator("#send").wait_for(state="visible")
     text = await page.locator(".msg.assistant .body").last.inner_text()
@@ -252,8 +265,15 @@ async def test_the_fetch_sample_runs_as_pasted_from_another_origin(start_relay, 
     await page.click("#create-token")
     snippet = await page.inner_text("#s-fetch")
     body = snippet.rsplit("\n\nlightChat(", 1)[0]
+    other = web.Application()
+    other.router.add_get("/", lambda request: web.Response(text="<html><body>another site</body></html>",
+                                                              content_type="text/html"))
+    runner = web.AppRunner(other, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     blank = await context.new_page()
-    await blank.goto("about:blank")
+    await blank.goto(f"http://127.0.0.1:{port}/")  # another origin: the sample relies on open CORS
     text, frames = await blank.evaluate("""async (src) => {
         const lightChat = new Function(src + "\\nreturn lightChat;")();
         let text = "";
@@ -263,6 +283,7 @@ async def test_the_fetch_sample_runs_as_pasted_from_another_origin(start_relay, 
     assert text == "echo: 你好 😀 chunked"
     assert frames[0]["info"]["numOfOneDayAlreadyCallApi"] == 1 and frames[-1]["usage"]["total_tokens"] > 0
     await context.close()
+    await runner.cleanup()
 
 
 def test_screenshots_folder_is_linked_from_the_docs() -> None:
