@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -46,7 +47,7 @@ class Bench:
         self.tmp = Path(args.tmp)
         self.pin = ["taskset", "-c", args.client_cpus] if args.client_cpus else []
         self.results: dict = {"nonstream": {}, "streams": {}, "paced": {}, "memory": {}, "soak": []}
-        self.log_lines: list[str] = []
+        self.server_pids = [p for p in (args.relay_pid, args.litellm_pid) if p]
 
     def log(self, msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
@@ -80,31 +81,58 @@ class Bench:
             raise RuntimeError(f"benchtool failed for {target.label}: {out.stderr}")
         return json.loads(out.stdout)
 
+    # -- isolation ---------------------------------------------------------------
+    def isolate(self, target: Target) -> None:
+        """Only the server under test runs: the others are paused (SIGSTOP) so that their
+        background work cannot steal the core, and the one under test first goes quiet."""
+        for pid in self.server_pids:
+            os.kill(pid, signal.SIGCONT if pid == target.pid else signal.SIGSTOP)
+        if target.pid:
+            wait_idle(target.pid)
+
+    def resume_all(self) -> None:
+        for pid in self.server_pids:
+            os.kill(pid, signal.SIGCONT)
+
     # -- phases ------------------------------------------------------------------
     def nonstream(self, targets: list[Target]) -> None:
-        for conc in (1, 16, 64):
-            for t in targets:
+        for t in targets:
+            for conc in (1, 16, 64):
+                self.isolate(t)
                 self.wrk(t, conc, self.a.warmup)
+                cpu0 = {p: cpu_s(p) for p in self.server_pids}
                 r = self.wrk(t, conc, self.a.duration)
+                self.cpu_note(r, t, cpu0, r["requests"])
                 self.results["nonstream"][(t.key, conc)] = r
                 self.log(f"non-stream c{conc} {t.label}: {r['rps']:.0f}/s p50 {r['p50_us'] / 1000:.2f} ms "
                          f"p99 {r['p99_us'] / 1000:.2f} ms non2xx {r['non2xx']} errors {r['socket_errors']}")
 
     def stream_phase(self, targets: list[Target]) -> None:
         for t in targets:
+            self.isolate(t)
             self.streams(t, 16, self.a.warmup)
+            cpu0 = {p: cpu_s(p) for p in self.server_pids}
             r = self.streams(t, 16, self.a.duration)
+            self.cpu_note(r, t, cpu0, r["streams"])
             self.results["streams"][t.key] = r
             self.log(f"streams c16 {t.label}: {r['streams_per_s']:.0f}/s ttfb p50 {r['ttfb_p50_ms']:.2f} ms "
                      f"p99 {r['ttfb_p99_ms']:.2f} ms errors {r['errors']} {r['error_kinds'] or ''}")
         for t in targets:
+            self.isolate(t)
             r = self.streams(t, 16, max(self.a.duration, 2.0), model=PACED_MODEL)
             self.results["paced"][t.key] = r
             self.log(f"paced c16 {t.label}: ttfb p50 {r['ttfb_p50_ms']:.2f} ms, chunk delay p50 "
                      f"{r['chunk_delay_p50_ms']:.2f} p99 {r['chunk_delay_p99_ms']:.2f} max "
                      f"{r['chunk_delay_max_ms']:.2f} ms, chunks/stream min {r['chunks_min']:.0f}")
 
+    def cpu_note(self, r: dict, t: Target, before: dict[int, float], calls: int) -> None:
+        """CPU time of the server under test per call, and what the other (idle) servers used meanwhile."""
+        used = {p: cpu_s(p) - c for p, c in before.items()}
+        r["cpu_us_per_call"] = used.get(t.pid, 0.0) * 1e6 / calls if t.pid and calls else None
+        r["cpu_others_s"] = sum(v for p, v in used.items() if p != t.pid)
+
     def soak(self, target: Target, total: int, steps: int = 4) -> None:
+        self.isolate(target)
         per = max(1, total // steps)
         done = 0
         self.results["soak"].append((0, rss_mb(target.pid)))
@@ -116,6 +144,24 @@ class Bench:
 
 
 # -- memory -----------------------------------------------------------------------
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds used so far by ``pid`` (all its threads)."""
+    if not pid:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, *, below: float = 0.05, limit: float = 15.0) -> None:
+    """Wait (at most ``limit`` s) until ``pid`` uses under ``below`` of a core over 0.3 s."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        c0 = cpu_s(pid)
+        time.sleep(0.3)
+        if cpu_s(pid) - c0 < below * 0.3:
+            return
+
+
 def rss_mb(pid: int | None) -> float:
     if not pid:
         return float("nan")
@@ -126,6 +172,10 @@ def rss_mb(pid: int | None) -> float:
 
 
 # -- the table -------------------------------------------------------------------------
+def cpu_col(r: dict) -> str:
+    return "–" if r.get("cpu_us_per_call") is None else f"{r['cpu_us_per_call']:,.0f}"
+
+
 def ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 
@@ -145,8 +195,8 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
         w(f"- {k}: {v}")
     w("")
     w("### Non-stream calls (wrk, closed loop)\n")
-    w("| conc | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s vs LiteLLM | p99 LiteLLM / this |")
-    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    w("| conc | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s vs LiteLLM | p99 LiteLLM / this | server CPU µs/call |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for conc in (1, 16, 64):
         d = R["nonstream"].get(("direct", conc))
         ll = R["nonstream"].get(("litellm", conc))
@@ -160,11 +210,11 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
             p99r = ratio(ll["p99_us"], r["p99_us"]) if ll and t.key.startswith("lr-") else "–"
             bad = f" ⚠ {r['non2xx']} non-2xx, {r['socket_errors']} socket errors" if r["non2xx"] or r["socket_errors"] else ""
             w(f"| {conc} | {t.label}{bad} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add50} | "
-              f"{add99} | {vs} | {p99r} |")
+              f"{add99} | {vs} | {p99r} | {cpu_col(r)} |")
     w("")
     w("### Streams, concurrency 16, unpaced (10 chunks sent at once)\n")
-    w("| target | streams/s | TTFB p50 ms | TTFB p99 ms | added TTFB p50 ms | added TTFB p99 ms | streams/s vs LiteLLM | errors |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    w("| target | streams/s | TTFB p50 ms | TTFB p99 ms | added TTFB p50 ms | added TTFB p99 ms | streams/s vs LiteLLM | server CPU µs/stream | errors |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     d = R["streams"].get("direct")
     ll = R["streams"].get("litellm")
     for t in targets:
@@ -175,7 +225,7 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
         a99 = "–" if t.key == "direct" else f"{r['ttfb_p99_ms'] - d['ttfb_p99_ms']:.2f}"
         vs = ratio(r["streams_per_s"], ll["streams_per_s"]) if ll and t.key.startswith("lr-") else "–"
         w(f"| {t.label} | {r['streams_per_s']:,.0f} | {r['ttfb_p50_ms']:.2f} | {r['ttfb_p99_ms']:.2f} | {a50} | {a99} | "
-          f"{vs} | {r['errors']} |")
+          f"{vs} | {cpu_col(r)} | {r['errors']} |")
     w("")
     w(f"### Streams, concurrency 16, paced upstream ({meta_paced(b)})\n")
     w("Chunk delay = the mock's write of a chunk → the client's read of it (each chunk carries its send time).\n")
@@ -258,17 +308,21 @@ def versions(a: argparse.Namespace) -> dict:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     repo = Path(__file__).resolve().parent.parent
-    sha = run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
-    dirty = run(["git", "-C", str(repo), "status", "--porcelain", "--", "lightrelay"])
+    if a.source == "work tree":
+        sha = run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+        dirty = run(["git", "-C", str(repo), "status", "--porcelain", "--", "lightrelay"])
+        source = f"work tree at {sha}{' + uncommitted changes in lightrelay/' if dirty else ''}"
+    else:
+        source = f"lightrelay/ as committed at {a.source}"
     return {
         "machine": f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "lightrelay": f"{sha}{' + uncommitted changes in lightrelay/' if dirty else ''}, 1 worker, "
+        "lightrelay": f"{source}, 1 worker, "
                       "auth + quota reservation + usage recording on (SQLite), user with an unlimited daily limit",
         "LiteLLM": a.litellm_version or "skipped",
         "upstream": "Go mock (bench/tool, GOMAXPROCS=1), answers at once",
         "load": "wrk 1 thread (non-stream), bench/tool streams (Go, streams)",
         "cpu pinning": (f"servers under test on CPU {a.server_cpus}, mock + load generator on CPU {a.client_cpus}"
-                        if a.client_cpus else "none"),
+                        if a.client_cpus else "none") + "; the server not under test is paused (SIGSTOP) meanwhile",
         "durations": f"{a.duration:g} s per cell after a {a.warmup:g} s warm-up",
         "command": a.command,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
@@ -296,6 +350,7 @@ def main() -> None:
     p.add_argument("--client-cpus", default="")
     p.add_argument("--server-cpus", default="")
     p.add_argument("--command", default="bench/run")
+    p.add_argument("--source", default="work tree")
     p.add_argument("--out", required=True)
     a = p.parse_args()
 
@@ -314,13 +369,16 @@ def main() -> None:
     if a.litellm:
         b.results["memory"]["litellm"] = {"idle": rss_mb(a.litellm_pid)}
     meta = versions(a)
-    b.nonstream(targets)
-    b.stream_phase(targets)
-    b.results["memory"]["lr"]["after"] = rss_mb(a.relay_pid)
-    if a.litellm:
-        b.results["memory"]["litellm"]["after"] = rss_mb(a.litellm_pid)
-    if a.soak > 0:
-        b.soak(targets[1], a.soak)
+    try:
+        b.nonstream(targets)
+        b.stream_phase(targets)
+        b.results["memory"]["lr"]["after"] = rss_mb(a.relay_pid)
+        if a.litellm:
+            b.results["memory"]["litellm"]["after"] = rss_mb(a.litellm_pid)
+        if a.soak > 0:
+            b.soak(targets[1], a.soak)
+    finally:
+        b.resume_all()
     table = render(b, targets, meta)
     print(table)
     Path(a.out).write_text(table)

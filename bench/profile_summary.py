@@ -14,12 +14,13 @@ from collections import Counter
 LAYERS = [
     ("lightrelay (own code)", r"/lightrelay/"),
     ("aiohttp (upstream client)", r"/aiohttp/"),
+    ("orjson", r"orjson"),
     ("uvicorn + httptools (server)", r"/uvicorn/|httptools"),
     ("starlette (routing, request, response)", r"/starlette/"),
     ("sqlalchemy", r"/sqlalchemy/"),
     ("aiosqlite / sqlite3", r"aiosqlite|sqlite3"),
     ("pydantic", r"/pydantic"),
-    ("asyncio / uvloop", r"/asyncio/|uvloop"),
+    ("asyncio / uvloop (incl. native socket I/O)", r"/asyncio/|uvloop"),
     ("logging", r"/logging/"),
 ]
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
