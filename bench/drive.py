@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -100,7 +101,7 @@ class Bench:
             for conc in (1, 16, 64):
                 self.isolate(t)
                 self.wrk(t, conc, self.a.warmup)
-                cpu0 = {p: cpu_s(p) for p in self.server_pids}
+                cpu0 = self.snapshot()
                 r = self.wrk(t, conc, self.a.duration)
                 self.cpu_note(r, t, cpu0, r["requests"])
                 self.results["nonstream"][(t.key, conc)] = r
@@ -111,7 +112,7 @@ class Bench:
         for t in targets:
             self.isolate(t)
             self.streams(t, 16, self.a.warmup)
-            cpu0 = {p: cpu_s(p) for p in self.server_pids}
+            cpu0 = self.snapshot()
             r = self.streams(t, 16, self.a.duration)
             self.cpu_note(r, t, cpu0, r["streams"])
             self.results["streams"][t.key] = r
@@ -125,11 +126,20 @@ class Bench:
                      f"{r['chunk_delay_p50_ms']:.2f} p99 {r['chunk_delay_p99_ms']:.2f} max "
                      f"{r['chunk_delay_max_ms']:.2f} ms, chunks/stream min {r['chunks_min']:.0f}")
 
-    def cpu_note(self, r: dict, t: Target, before: dict[int, float], calls: int) -> None:
-        """CPU time of the server under test per call, and what the other (idle) servers used meanwhile."""
-        used = {p: cpu_s(p) - c for p, c in before.items()}
+    def snapshot(self) -> dict:
+        """CPU counters to tell, after a cell, what the server used and what else loaded the machine."""
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"t": time.monotonic(), "busy": machine_busy_s(), "kids": kids.ru_utime + kids.ru_stime,
+                "pids": {p: cpu_s(p) for p in self.server_pids + [self.a.mock_pid] if p}}
+
+    def cpu_note(self, r: dict, t: Target, before: dict, calls: int) -> None:
+        """CPU time of the server under test per call, and the load of processes outside this benchmark
+        (other people's work on a shared machine) in cores during the cell: a noisy cell shows it."""
+        after = self.snapshot()
+        used = {p: after["pids"][p] - c for p, c in before["pids"].items()}
         r["cpu_us_per_call"] = used.get(t.pid, 0.0) * 1e6 / calls if t.pid and calls else None
-        r["cpu_others_s"] = sum(v for p, v in used.items() if p != t.pid)
+        ours = sum(used.values()) + after["kids"] - before["kids"]
+        r["foreign_cores"] = max(0.0, (after["busy"] - before["busy"] - ours) / (after["t"] - before["t"]))
 
     def soak(self, target: Target, total: int, steps: int = 4) -> None:
         self.isolate(target)
@@ -150,6 +160,13 @@ def cpu_s(pid: int | None) -> float:
         return 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent not idle since boot."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_idle(pid: int, *, below: float = 0.05, limit: float = 15.0) -> None:
@@ -176,6 +193,12 @@ def cpu_col(r: dict) -> str:
     return "–" if r.get("cpu_us_per_call") is None else f"{r['cpu_us_per_call']:,.0f}"
 
 
+def noise(r: dict) -> str:
+    """Flag a cell during which processes outside the benchmark used a noticeable share of the cores."""
+    f = r.get("foreign_cores") or 0.0
+    return f" ⚠{f:.1f}" if f >= 0.1 else ""
+
+
 def ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 
@@ -194,6 +217,7 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
     for k, v in meta.items():
         w(f"- {k}: {v}")
     w("")
+    w("⚠N after a target: other processes on the machine (not this benchmark) used N cores during that cell.\n")
     w("### Non-stream calls (wrk, closed loop)\n")
     w("| conc | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s vs LiteLLM | p99 LiteLLM / this | server CPU µs/call |")
     w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -209,7 +233,7 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
             vs = ratio(r["rps"], ll["rps"]) if ll and t.key.startswith("lr-") else "–"
             p99r = ratio(ll["p99_us"], r["p99_us"]) if ll and t.key.startswith("lr-") else "–"
             bad = f" ⚠ {r['non2xx']} non-2xx, {r['socket_errors']} socket errors" if r["non2xx"] or r["socket_errors"] else ""
-            w(f"| {conc} | {t.label}{bad} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add50} | "
+            w(f"| {conc} | {t.label}{bad}{noise(r)} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add50} | "
               f"{add99} | {vs} | {p99r} | {cpu_col(r)} |")
     w("")
     w("### Streams, concurrency 16, unpaced (10 chunks sent at once)\n")
@@ -224,7 +248,7 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
         a50 = "–" if t.key == "direct" else f"{r['ttfb_p50_ms'] - d['ttfb_p50_ms']:.2f}"
         a99 = "–" if t.key == "direct" else f"{r['ttfb_p99_ms'] - d['ttfb_p99_ms']:.2f}"
         vs = ratio(r["streams_per_s"], ll["streams_per_s"]) if ll and t.key.startswith("lr-") else "–"
-        w(f"| {t.label} | {r['streams_per_s']:,.0f} | {r['ttfb_p50_ms']:.2f} | {r['ttfb_p99_ms']:.2f} | {a50} | {a99} | "
+        w(f"| {t.label}{noise(r)} | {r['streams_per_s']:,.0f} | {r['ttfb_p50_ms']:.2f} | {r['ttfb_p99_ms']:.2f} | {a50} | {a99} | "
           f"{vs} | {cpu_col(r)} | {r['errors']} |")
     w("")
     w(f"### Streams, concurrency 16, paced upstream ({meta_paced(b)})\n")
@@ -337,6 +361,7 @@ def main() -> None:
     p.add_argument("--relay", required=True)
     p.add_argument("--token", required=True)
     p.add_argument("--relay-pid", type=int, required=True)
+    p.add_argument("--mock-pid", type=int)
     p.add_argument("--litellm")
     p.add_argument("--litellm-key")
     p.add_argument("--litellm-pid", type=int)
