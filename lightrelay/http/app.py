@@ -22,7 +22,9 @@ from starlette.routing import Route
 
 from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
-from lightrelay.http import light, openai
+from lightrelay.http import admin_api, light, openai
+from lightrelay.http.guard import MemoryStrikes, TokenGuard
+from lightrelay.http.openapi import openapi_json
 from lightrelay.http.render import CORS, JSON
 from lightrelay.providers.base import Provider
 from lightrelay.providers.registry import build_provider, new_local, new_session
@@ -90,9 +92,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     state = box["state"] = State(settings=settings, engine=engine, clock=clock, keybox=keybox, router=router,
                                  relay=relay, recorder=recorder, session=session)
     app.state.lr = state
-    await state.reload_channels()
-    recorder.start()
-
     async def refresh_forever() -> None:
         while True:
             await asyncio.sleep(CHANNEL_REFRESH_SECONDS)
@@ -101,15 +100,19 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             except Exception:
                 log.exception("reloading channels failed")
 
-    refresher = asyncio.create_task(refresh_forever(), name="channel-refresh")
-    log.info("lightrelay ready: database %s, models %s", engine.url.render_as_string(hide_password=True),
-             ", ".join(router.models()))
-    try:
+    refresher: asyncio.Task[None] | None = None
+    try:  # from here on, a failed start still closes what was opened
+        await state.reload_channels()
+        recorder.start()
+        refresher = asyncio.create_task(refresh_forever(), name="channel-refresh")
+        log.info("lightrelay ready: database %s, models %s", engine.url.render_as_string(hide_password=True),
+                 ", ".join(router.models()))
         yield
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         await recorder.close()
         for provider in router.providers():
             await provider.close()
@@ -140,10 +143,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/light/chat/createChatCompletion", preflight, methods=["OPTIONS"]),
         Route("/v1/{path:path}", preflight, methods=["OPTIONS"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/api/admin/channels/state", admin_api.channel_states, methods=["GET"]),
     ]
     routes += console_routes(settings)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    app.state.token_guard = TokenGuard(MemoryStrikes.from_spec(settings.rate_bad_token))
     return app
 
 

@@ -12,12 +12,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lightrelay.errors import BadRequest
 
+MODEL_NAME = r"^[^\x00-\x1f\x7f]+$"  # no control characters (CR/LF can never reach a header or a log line)
+
+
+class ContentPart(BaseModel):
+    """One part of a multi-part message content (``text``, ``image_url``, …; other fields kept)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    type: str = Field(max_length=64)
+    text: str | None = None
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "user", "assistant", "tool", "function", "developer"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = Field(None, max_length=256)
 
 
@@ -73,7 +84,7 @@ class Params(BaseModel):
 class LightBody(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: str | None = Field(None, min_length=1, max_length=200)
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=MODEL_NAME)
     token: str | None = Field(None, max_length=200)
     messages: list[Message] | None = None
     prompt: str | None = None  # the older form of the protocol
@@ -81,7 +92,7 @@ class LightBody(BaseModel):
 
 
 class OpenAIBody(Params):
-    model: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200, pattern=MODEL_NAME)
     messages: list[Message]
 
 
@@ -90,6 +101,7 @@ _ZH_TYPES = {
     "int_type": "应为整数", "float_type": "应为数字", "bool_type": "应为布尔值", "list_type": "应为数组",
     "dict_type": "应为对象", "literal_error": "取值不在允许范围", "greater_than_equal": "数值太小",
     "less_than_equal": "数值太大", "too_short": "太短", "too_long": "太长", "model_type": "应为对象",
+    "string_pattern_mismatch": "含有不允许的字符",
 }
 
 
@@ -103,6 +115,14 @@ def validate(model: type[BaseModel], data: Any) -> Any:
         loc = loc or "body"
         zh = _ZH_TYPES.get(err["type"], "格式不正确")
         raise BadRequest(f"参数错误 {loc}: {zh}", f"invalid {loc}: {err['msg']}", param=loc) from None
+
+
+def check_count(data: Any, max_messages: int) -> Any:
+    """Refuse a huge ``messages`` list before validating every item of it."""
+    if isinstance(data, dict) and isinstance(data.get("messages"), list) and len(data["messages"]) > max_messages:
+        raise BadRequest(f"messages 太多（最多 {max_messages} 条）",
+                         f"too many messages (at most {max_messages})", param="messages")
+    return data
 
 
 def check_messages(messages: list[Message] | None, max_messages: int) -> list[dict[str, Any]]:
