@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODELS = ("gpt-3.5-turbo-1106", "gpt-3.5-turbo-16k", "gpt-4", "gpt-4-1106-preview")
@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None  # default: sqlite+aiosqlite:///<data_dir>/lightrelay.db
     redis_url: str | None = None
+    redis_prefix: str = "lr:"  # keys and the invalidation channel; lets several relays share one Redis
+    redis_timeout: float = 1.0  # seconds for a Redis command before it counts as down
+    redis_fail_open: bool = False  # Redis down: False = calls get 503; True = admitted uncounted
+    # set by `serve --workers N` (prometheus-client multiprocess mode); read here like everything else
+    prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
 
     # serving
     host: str = "127.0.0.1"

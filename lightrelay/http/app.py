@@ -22,10 +22,12 @@ from starlette.routing import Route
 
 from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
-from lightrelay.http import admin_api, light, openai
+from lightrelay.db.redis_link import RedisLink
+from lightrelay.http import admin_api, health, light, openai
 from lightrelay.http.guard import MemoryStrikes, TokenGuard
 from lightrelay.http.openapi import openapi_json
-from lightrelay.http.render import CORS, JSON
+from lightrelay.http.render import CORS
+from lightrelay.metrics import Metrics
 from lightrelay.providers.base import Provider
 from lightrelay.providers.registry import build_provider, new_local, new_session
 from lightrelay.relay import Relay
@@ -34,6 +36,7 @@ from lightrelay.security import KeyBox
 from lightrelay.services.auth import Authenticator
 from lightrelay.services.channels import load_channels
 from lightrelay.services.quota import Quota, SqlCounter
+from lightrelay.services.redis_quota import RedisCounter
 from lightrelay.services.usage import UsageRecorder
 from lightrelay.settings import Settings, load_settings
 from lightrelay.web import console_routes
@@ -54,6 +57,8 @@ class State:
     relay: Relay
     recorder: UsageRecorder
     session: aiohttp.ClientSession
+    metrics: Metrics
+    redis: RedisLink | None = None  # set when LIGHTRELAY_REDIS_URL is
     local: Any = None  # the built-in LocalProvider, made on first use
 
     async def reload_channels(self) -> None:
@@ -69,8 +74,18 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     await migrate(settings)
     engine = make_engine(settings)
     clock = Clock(settings.tz)
+    metrics = Metrics(multiproc_dir=settings.prometheus_multiproc_dir)
     recorder = UsageRecorder(engine, flush_seconds=settings.usage_flush_seconds,
-                             batch_size=settings.usage_batch_size)
+                             batch_size=settings.usage_batch_size, on_record=metrics.observe,
+                             on_write=metrics.wrote_usage)
+    link: RedisLink | None = None
+    counter: SqlCounter | RedisCounter = SqlCounter(engine)
+    if settings.redis_url:  # several processes: Redis counts, and broadcasts invalidations
+        link = RedisLink(settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout,
+                         on_state=lambda up: metrics.backend_up.labels("redis").set(int(up)))
+        counter = RedisCounter(link, engine, clock, fail_open=settings.redis_fail_open,
+                               flush_seconds=settings.usage_flush_seconds)
+    metrics.backend_up.labels("redis" if link else "sql").set(1)
     session = new_session()
     box: dict[str, State] = {}
 
@@ -87,11 +102,21 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     router = Router(make_provider=make_provider, default_models=settings.default_models,
                     local_auto=settings.local_model == "auto", failures_to_cool=settings.channel_failures_to_cool,
                     cooldown=settings.channel_cooldown_seconds)
-    relay = Relay(auth=Authenticator(engine, ttl=settings.auth_cache_ttl), router=router,
-                  quota=Quota(SqlCounter(engine), clock), recorder=recorder, gpt4_prefix=settings.gpt4_prefix)
+    auth = Authenticator(engine, ttl=settings.auth_cache_ttl,
+                         on_invalidate=(lambda: link.publish_soon("auth")) if link else None)
+    relay = Relay(auth=auth, router=router, quota=Quota(counter, clock), recorder=recorder,
+                  gpt4_prefix=settings.gpt4_prefix)
     state = box["state"] = State(settings=settings, engine=engine, clock=clock, keybox=keybox, router=router,
-                                 relay=relay, recorder=recorder, session=session)
+                                 relay=relay, recorder=recorder, session=session, metrics=metrics, redis=link)
     app.state.lr = state
+    metrics.queue_depth = lambda: state.local.queue_depth if state.local is not None else 0
+
+    async def on_broadcast(topic: str) -> None:  # another process changed tokens, accounts or channels
+        if topic in ("auth", "resync"):
+            auth.forget()
+        if topic in ("channels", "resync"):
+            await state.reload_channels()
+
     async def refresh_forever() -> None:
         while True:
             await asyncio.sleep(CHANNEL_REFRESH_SECONDS)
@@ -104,6 +129,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     try:  # from here on, a failed start still closes what was opened
         await state.reload_channels()
         recorder.start()
+        if link is not None and isinstance(counter, RedisCounter):
+            await link.start(on_broadcast)
+            counter.start()
         refresher = asyncio.create_task(refresh_forever(), name="channel-refresh")
         log.info("lightrelay ready: database %s, models %s", engine.url.render_as_string(hide_password=True),
                  ", ".join(router.models()))
@@ -114,14 +142,14 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
         await recorder.close()
+        if link is not None and isinstance(counter, RedisCounter):
+            await counter.close()
+            await link.close()
+        metrics.close()
         for provider in router.providers():
             await provider.close()
         await session.close()
         await engine.dispose()
-
-
-async def healthz(request: Request) -> Response:
-    return JSON({"status": "ok"})
 
 
 async def preflight(request: Request) -> Response:
@@ -142,7 +170,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/models", openai.list_models, methods=["GET"]),
         Route("/api/light/chat/createChatCompletion", preflight, methods=["OPTIONS"]),
         Route("/v1/{path:path}", preflight, methods=["OPTIONS"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/admin/channels/state", admin_api.channel_states, methods=["GET"]),
     ]

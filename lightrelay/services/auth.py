@@ -3,12 +3,16 @@
 A cached answer is trusted for ``ttl`` seconds, so a token revoked (or an
 account disabled, a limit changed) by another process or the CLI stops working
 everywhere within that time; changes made through this process call
-``invalidate()`` and take effect at once.
+``invalidate()`` and take effect at once. With Redis configured, ``invalidate()``
+also calls ``on_invalidate`` (the app publishes on Redis) and every other
+process drops its cache when the message arrives (``forget()``), so the TTL is
+only the fallback for when Redis is away.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,9 +24,10 @@ MAX_ENTRIES = 100_000
 
 
 class Authenticator:
-    def __init__(self, engine: AsyncEngine, *, ttl: float) -> None:
+    def __init__(self, engine: AsyncEngine, *, ttl: float, on_invalidate: Callable[[], None] | None = None) -> None:
         self._engine = engine
         self._ttl = ttl
+        self.on_invalidate = on_invalidate
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
     async def principal(self, token: str | None) -> Principal:
@@ -49,4 +54,11 @@ class Authenticator:
         return found
 
     def invalidate(self) -> None:
+        """Something changed through this process: forget here, and tell the other processes."""
+        self._cache.clear()
+        if self.on_invalidate is not None:
+            self.on_invalidate()
+
+    def forget(self) -> None:
+        """Another process changed something: forget cached answers (nothing is published)."""
         self._cache.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Integer, func, select
@@ -19,8 +20,12 @@ log = logging.getLogger("lightrelay.usage")
 
 
 class UsageRecorder:
-    def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.5, batch_size: int = 500) -> None:
+    def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.5, batch_size: int = 500,
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 on_write: Callable[[int, int], None] | None = None) -> None:
         self._engine = engine
+        self._on_record = on_record  # metrics: sees every row as it is queued
+        self._on_write = on_write  # metrics: (rows written, rows still queued) after each write
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
         self._rows: list[dict[str, Any]] = []
@@ -34,6 +39,8 @@ class UsageRecorder:
 
     def record(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
+        if self._on_record is not None:
+            self._on_record(row)
         if len(self._rows) >= self._batch_size:
             self._wake.set()
 
@@ -56,6 +63,8 @@ class UsageRecorder:
             try:
                 async with self._engine.begin() as conn:
                     await conn.execute(usage.insert(), batch)
+                if self._on_write is not None:
+                    self._on_write(len(batch), len(self._rows))
             except Exception:  # keep the rows; try again on the next tick
                 log.exception("writing %d usage rows failed; will retry", len(batch))
                 self._rows[:0] = batch

@@ -1,0 +1,142 @@
+"""The relay's link to Redis: one client, its health, and the invalidation broadcast.
+
+Health: a background ping every second keeps ``up`` / ``reason`` current; a
+failed command on the hot path marks the link down at once. Changes of state
+are logged once each ("Redis unavailable: …", "Redis is back"), never per
+request, and shown on the ``lightrelay_counter_backend_up`` gauge and ``/readyz``.
+While the link is down, callers fail fast instead of waiting on timeouts; the
+ping brings it back up by itself within a second of Redis returning.
+
+Broadcast: ``publish(topic)`` sends ``auth`` or ``channels`` on
+``<prefix>invalidate``; every relay process subscribed there calls its handler
+(drop the token cache, reload channels). After a (re)subscription the handler is
+called with ``"resync"``, since messages sent while disconnected were missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("lightrelay.redis")
+PING_SECONDS = 1.0
+TOPICS = ("auth", "channels")
+
+
+def _client(url: str, timeout: float) -> aioredis.Redis:
+    return aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=False)
+
+
+async def publish_once(url: str, prefix: str, topic: str, *, timeout: float = 2.0) -> bool:
+    """Send one invalidation from a short-lived process (the CLI); False if Redis could not be reached."""
+    client = _client(url, timeout)
+    try:
+        await client.publish(f"{prefix}invalidate", topic)
+        return True
+    except (RedisError, OSError) as exc:
+        log.warning("could not tell running relays about the change (%s); they notice within the cache TTL", exc)
+        return False
+    finally:
+        await client.aclose()
+
+
+class RedisLink:
+    def __init__(self, url: str, *, prefix: str, timeout: float,
+                 on_state: Callable[[bool], None] | None = None) -> None:
+        self.client = _client(url, timeout)
+        self.prefix = prefix
+        self.channel = f"{prefix}invalidate"
+        self.up = True
+        self.reason: str | None = None
+        self._on_state = on_state
+        self._handler: Callable[[str], Awaitable[None]] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # -- health -----------------------------------------------------------------
+    def mark_down(self, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.up:
+            log.error("Redis unavailable (%s); daily counts fail until it is back", reason)
+            self.up = False
+            if self._on_state:
+                self._on_state(False)
+        self.reason = reason
+
+    def mark_up(self) -> None:
+        if not self.up:
+            log.warning("Redis is back; counting again")
+            self.up = True
+            self.reason = None
+            if self._on_state:
+                self._on_state(True)
+
+    async def check(self) -> None:
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            self.mark_down(exc)
+        else:
+            self.mark_up()
+
+    async def _ping_forever(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(PING_SECONDS)
+
+    # -- broadcast --------------------------------------------------------------
+    def publish_soon(self, topic: str) -> None:
+        """Publish without waiting (for synchronous callers such as ``Authenticator.invalidate``)."""
+        task = asyncio.get_running_loop().create_task(self.publish(topic))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def publish(self, topic: str) -> None:
+        try:
+            await self.client.publish(self.channel, topic)
+        except (RedisError, OSError) as exc:
+            self.mark_down(exc)
+
+    async def _listen_forever(self) -> None:
+        assert self._handler is not None
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                await self._handler("resync")
+                while True:
+                    msg = await pubsub.get_message(timeout=PING_SECONDS)
+                    if msg and msg.get("type") == "message":
+                        topic = msg["data"].decode() if isinstance(msg["data"], bytes) else str(msg["data"])
+                        if topic in TOPICS:
+                            await self._handler(topic)
+            except (RedisError, OSError) as exc:
+                self.mark_down(exc)
+            except Exception:
+                log.exception("invalidation listener failed; restarting it")
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(PING_SECONDS)
+
+    # -- life -------------------------------------------------------------------
+    async def start(self, handler: Callable[[str], Awaitable[None]]) -> None:
+        self._handler = handler
+        await self.check()
+        self._tasks = [asyncio.create_task(self._ping_forever(), name="redis-ping"),
+                       asyncio.create_task(self._listen_forever(), name="redis-invalidate")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self.client.aclose()

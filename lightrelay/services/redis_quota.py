@@ -1,0 +1,187 @@
+"""Daily counts in Redis, for several processes and hosts (docs/ARCHITECTURE.md, "Quota").
+
+Redis is the authority for admission: one Lua script adds a call only if the
+count is below the limit, atomically for every process and host sharing that
+Redis, in one round trip (no database write on the hot path). The key
+``<prefix>count:<day>:<account>`` expires a day after its day ends.
+
+Durability: a charge is kept the moment Redis answers, so a relay process
+killed with ``kill -9`` loses nothing. Each process also mirrors the counts it
+touched into the ``daily_counts`` table (at most one batched write per
+``flush_seconds``), which the CLI and console read, and from which a key is
+seeded again if Redis lost it (a Redis restart without persistence) — so even
+that loses at most the last flush interval's charges.
+
+If Redis cannot be reached, ``incr`` fails closed with a 503 (``Unavailable``)
+unless ``fail_open`` is set, in which case calls are admitted uncounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from redis.exceptions import NoScriptError, RedisError
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lightrelay.clock import Clock
+from lightrelay.db.models import daily_counts
+from lightrelay.db.redis_link import RedisLink
+from lightrelay.errors import Unavailable
+
+log = logging.getLogger("lightrelay.quota")
+MIRROR_LOCK = 7_405_552  # PostgreSQL advisory lock: one mirror flush at a time, so writes keep Redis's order
+
+# KEYS[1] count key; ARGV[1] limit (-1: none); ARGV[2] expire-at (unix s); ARGV[3] seed ('' = do not seed)
+# returns the new count, -1 when the limit is reached, -2 when the key is missing and no seed was given
+RESERVE = b"""
+local v = redis.call('GET', KEYS[1])
+if not v then
+  if ARGV[3] == '' then return -2 end
+  redis.call('SET', KEYS[1], ARGV[3])
+  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+  v = ARGV[3]
+end
+local limit = tonumber(ARGV[1])
+if limit >= 0 and tonumber(v) >= limit then return -1 end
+return redis.call('INCR', KEYS[1])
+"""
+REFUND = b"""
+local v = redis.call('GET', KEYS[1])
+if v and tonumber(v) > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+class RedisCounter:
+    """Same methods as ``SqlCounter`` (``incr`` / ``decr`` / ``get``), counted in Redis."""
+
+    def __init__(self, link: RedisLink, engine: AsyncEngine, clock: Clock, *, fail_open: bool = False,
+                 flush_seconds: float = 0.5) -> None:
+        self._link = link
+        self._redis = link.client
+        self._engine = engine
+        self._clock = clock
+        self._fail_open = fail_open
+        self._flush_seconds = flush_seconds
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._dirty: set[tuple[int, str]] = set()
+        self._shas: dict[bytes, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.mirror_writes = 0
+
+    def _key(self, account_id: int, day: str) -> str:
+        return f"{self._link.prefix}count:{day}:{account_id}"
+
+    def _expire_at(self) -> int:
+        return int((self._clock.next_midnight() + timedelta(days=1)).timestamp())
+
+    async def _script(self, script: bytes, key: str, *args: object) -> int:
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = await self._redis.script_load(script)
+        try:
+            return int(await self._redis.evalsha(sha, 1, key, *args))
+        except NoScriptError:  # Redis restarted and forgot its scripts
+            self._shas[script] = await self._redis.script_load(script)
+            return int(await self._redis.evalsha(self._shas[script], 1, key, *args))
+
+    def _down(self, exc: BaseException | None) -> Unavailable:
+        if exc is not None:
+            self._link.mark_down(exc)
+        return Unavailable("调用计数服务（Redis）暂时不可用，请稍后再试",
+                           "the call counter (Redis) is unavailable; please retry shortly",
+                           code="counter_unavailable", retry_after=5)
+
+    async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
+        """Add one call unless that would pass ``limit``; the new count, or None if refused."""
+        if not self._link.up:
+            return await self._unavailable(account_id, day, None)
+        key, lim = self._key(account_id, day), -1 if limit is None else limit
+        try:
+            n = await self._script(RESERVE, key, lim, self._expire_at(), "")
+            if n == -2:  # first call of the day here, or Redis lost the key: seed from the mirror
+                n = await self._script(RESERVE, key, lim, self._expire_at(), await self._stored(account_id, day))
+        except (RedisError, OSError) as exc:
+            return await self._unavailable(account_id, day, exc)
+        if n == -1:
+            return None
+        self._dirty.add((account_id, day))
+        return n
+
+    async def _unavailable(self, account_id: int, day: str, exc: BaseException | None) -> int:
+        if not self._fail_open:
+            raise self._down(exc)
+        if exc is not None:
+            self._link.mark_down(exc)
+        return await self._stored(account_id, day) + 1  # admitted uncounted (LIGHTRELAY_REDIS_FAIL_OPEN)
+
+    async def decr(self, account_id: int, day: str) -> None:
+        if not self._link.up:
+            return  # the charge stays: refunds are lost while Redis is down, never calls over the limit
+        try:
+            await self._script(REFUND, self._key(account_id, day))
+        except (RedisError, OSError) as exc:
+            self._link.mark_down(exc)
+            return
+        self._dirty.add((account_id, day))
+
+    async def get(self, account_id: int, day: str) -> int:
+        if self._link.up:
+            with contextlib.suppress(RedisError, OSError):
+                value = await self._redis.get(self._key(account_id, day))
+                if value is not None:
+                    return int(value)
+        return await self._stored(account_id, day)
+
+    async def _stored(self, account_id: int, day: str) -> int:
+        col = daily_counts.c
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                select(col.count).where(col.account_id == account_id, col.day == day)
+            )).first()
+        return row[0] if row else 0
+
+    # -- the mirror in the database ------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._mirror_forever(), name="count-mirror")
+
+    async def _mirror_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_seconds)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Copy the counts touched since the last flush from Redis into ``daily_counts`` (one transaction)."""
+        if not self._dirty or not self._link.up:
+            return
+        dirty, self._dirty = sorted(self._dirty), set()
+        try:
+            async with self._engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # read Redis and write in one order across processes
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIRROR_LOCK})
+                values = await self._redis.mget([self._key(a, d) for a, d in dirty])
+                rows = [{"account_id": a, "day": d, "count": int(v)} for (a, d), v in zip(dirty, values, strict=True)
+                        if v is not None]
+                if rows:
+                    stmt = self._insert(daily_counts)
+                    await conn.execute(stmt.on_conflict_do_update(index_elements=["account_id", "day"],
+                                                                  set_={"count": stmt.excluded["count"]}), rows)
+            self.mirror_writes += 1
+        except (RedisError, OSError) as exc:
+            self._link.mark_down(exc)
+            self._dirty.update(dirty)
+        except Exception:
+            log.exception("mirroring daily counts to the database failed; will retry")
+            self._dirty.update(dirty)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
