@@ -24,8 +24,11 @@ def _settings() -> Settings:
         raise click.ClickException(f"bad configuration: {exc}") from None
 
 
-def _run(fn: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
-    """Migrate, then run ``fn(settings=…, engine=…, **kwargs)``; relay errors become clean CLI errors."""
+def _run(fn: Callable[..., Awaitable[T]], *, notify: str | None = None, **kwargs: Any) -> T:
+    """Migrate, then run ``fn(settings=…, engine=…, **kwargs)``; relay errors become clean CLI errors.
+
+    ``notify`` ("auth" or "channels"): with Redis configured, tell running relays at once.
+    """
     from lightrelay.db.engine import make_engine, migrate
 
     settings = _settings()
@@ -34,9 +37,14 @@ def _run(fn: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
         await migrate(settings)
         engine = make_engine(settings)
         try:
-            return await fn(settings=settings, engine=engine, **kwargs)
+            result = await fn(settings=settings, engine=engine, **kwargs)
         finally:
             await engine.dispose()
+        if notify and settings.redis_url:
+            from lightrelay.db.redis_link import publish_once
+
+            await publish_once(settings.redis_url, settings.redis_prefix, notify)
+        return result
 
     try:
         return asyncio.run(go())
@@ -80,12 +88,28 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         raise click.ClickException(str(exc)) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    migrate_sync(settings)
+    migrate_sync(settings)  # once, before any worker starts
+    if workers > 1:  # metrics from every worker, summed on any worker's /metrics
+        _prometheus_multiproc_dir(settings)
     uvicorn.run(
         "lightrelay.http.app:app_factory", factory=True, host=host or settings.host, port=port or settings.port,
         workers=workers, loop="auto", http="auto", access_log=False, log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
     )
+
+
+def _prometheus_multiproc_dir(settings: Settings) -> None:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = settings.prometheus_multiproc_dir
+    if path:  # the operator's: clear the previous run's files
+        for stale in Path(path).glob("*.db"):
+            stale.unlink()
+    else:
+        path = tempfile.mkdtemp(prefix="lightrelay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # the workers inherit it
 
 
 # -- users ---------------------------------------------------------------------
@@ -157,7 +181,7 @@ def user_set(email: str, daily_limit: str | None, gpt4: bool | None, disabled: b
     async def go(settings: Settings, engine) -> dict:  # noqa: ANN001
         return await accounts.update_account(engine, email=email, **changes)
 
-    row = _run(go)
+    row = _run(go, notify="auth")
     limit = "unlimited" if row["daily_limit"] is None else row["daily_limit"]
     click.echo(f"{row['email']}: daily limit {limit}, gpt4 {'yes' if row['gpt4'] else 'no'}, "
                f"{'disabled' if row['disabled'] else 'enabled'}")
@@ -192,7 +216,7 @@ def token_revoke(token_value: str) -> None:
     async def go(settings: Settings, engine) -> None:  # noqa: ANN001
         await accounts.revoke_token(engine, token=token_value)
 
-    _run(go)
+    _run(go, notify="auth")
     click.echo("revoked")
 
 
@@ -222,7 +246,7 @@ def channel_add(name: str, base_url: str, api_key: str | None, models: str, prio
                                    api_key=api_key, models=channels.parse_models(models), type=type_,
                                    priority=priority, weight=weight, timeout=timeout)
 
-    _run(go)
+    _run(go, notify="channels")
     click.echo(f"added channel {name}")
 
 
@@ -253,7 +277,7 @@ def _set_enabled(name: str, enabled: bool) -> None:
     async def go(settings: Settings, engine) -> None:  # noqa: ANN001
         await channels.update_channel(engine, KeyBox(settings.secret()), name=name, enabled=enabled)
 
-    _run(go)
+    _run(go, notify="channels")
     click.echo(f"{'enabled' if enabled else 'disabled'} channel {name}")
 
 
