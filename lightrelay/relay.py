@@ -244,6 +244,13 @@ class RelayStream:
             relay.router.failed(route.channel)
             await relay._refund(ticket, route, exc, usage=self.totals(), first_byte=self.first_byte)
             raise
+        except Exception as exc:  # not the caller's doing: refund, and end the stream with an error frame
+            outcome = "failed"
+            log.exception("stream from channel %s broke", route.channel)
+            relay.router.released(route.channel)
+            failure = UpstreamError("上游流异常中断", "the stream broke unexpectedly")
+            await relay._refund(ticket, route, failure, usage=self.totals(), first_byte=self.first_byte)
+            raise failure from exc
         finally:
             await self._upstream.aclose()
             if outcome == "ok":

@@ -152,5 +152,15 @@ class Router:
                          "failures": self._breakers.get(c.name, Breaker()).failures,
                          "enabled": c.enabled, "models": sorted(c.models)} for c in self._channels}
 
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """``states()`` plus, for admins, the seconds until an open breaker lets a probe through."""
+        now = time.monotonic()
+        out = self.states()
+        for name, view in out.items():
+            b = self._breakers.get(name)
+            view["retry_in"] = round(max(0.0, b.open_until - now), 3) if b and view["state"] == "open" else 0.0
+            view["probing"] = bool(b and b.probing)
+        return out
+
     def providers(self) -> list[Provider]:
         return list(self._providers.values())

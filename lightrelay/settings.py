@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     rate_login: str = "10/300"  # attempts / seconds, per client address and per email
     rate_register: str = "5/3600"  # sign-ups per client address
     rate_mail: str = "5/3600"  # codes mailed per email address
+    rate_bad_token: str = "20/60"  # unknown API tokens per client address / seconds, then 429 for a while
 
     log_level: str = "INFO"
 

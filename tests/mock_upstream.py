@@ -34,6 +34,12 @@ Modes:
             body), then drops the connection without ``[DONE]``.
   trickle   the normal reply, written one byte at a time every ``up.trickle_delay`` s.
   drop      accepts the request, then closes the connection without any reply.
+  malformed-mid  streams the role chunk and one content chunk, then an event that is not JSON.
+  echo-auth HTTP 500 whose error message repeats the ``Authorization`` header it got (a leaky upstream).
+
+``up.ends[i]`` says how request ``i`` ended: ``("done", t)`` when the handler finished,
+``("gone", t)`` when the relay closed the connection first (the handler was cancelled);
+``t`` is ``time.monotonic()``. ``await up.wait_end(i)`` waits for it.
 
 For "connection refused", use ``refused_base_url()``: a URL where nothing listens.
 ``up.api_key`` (optional) makes requests without ``Authorization: Bearer <key>`` get 401.
@@ -52,7 +58,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-MODES = ("ok", "no-usage", "fail-429", "fail-500", "fail-503", "stall", "malformed", "cut", "trickle", "drop")
+MODES = ("ok", "no-usage", "fail-429", "fail-500", "fail-503", "stall", "malformed", "cut", "trickle", "drop",
+         "malformed-mid", "echo-auth")
 
 
 class Recorded(NamedTuple):
@@ -98,6 +105,7 @@ class MockUpstream:
         self.trickle_delay = 0.01
         self.stall_seconds = 60.0
         self.requests: list[Recorded] = []
+        self.ends: dict[int, tuple[str, float]] = {}
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -172,13 +180,33 @@ class MockUpstream:
             return self.queued_modes.pop(0)
         return self.mode
 
+    async def wait_end(self, index: int, timeout: float = 5.0) -> tuple[str, float]:
+        """How request ``index`` ended (see ``ends``), waiting up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while index not in self.ends:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"request {index} has not ended")
+            await asyncio.sleep(0.01)
+        return self.ends[index]
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        index = len(self.requests)
+        self.requests.append(Recorded(CIMultiDict(request.headers), None))
+        outcome = "gone"
+        try:
+            resp = await self._chat_inner(request, index)
+            outcome = "done"
+            return resp
+        finally:
+            self.ends[index] = (outcome, time.monotonic())
+
+    async def _chat_inner(self, request: web.Request, index: int) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        self.requests.append(Recorded(CIMultiDict(request.headers), body))
+        self.requests[index] = Recorded(self.requests[index].headers, body)
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "Incorrect API key provided", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -186,6 +214,9 @@ class MockUpstream:
         mode = self._pick_mode(body)
         if mode == "fail-429":
             return _error(429, "Rate limit reached", "rate_limit_error", **{"Retry-After": "1"})
+        if mode == "echo-auth":
+            return _error(500, f"bad key {request.headers.get('Authorization')!r} for {body.get('user')}",
+                          "server_error")
         if mode in ("fail-500", "fail-503"):
             return _error(int(mode[5:]), f"mock upstream {mode}", "server_error")
         if mode == "drop":
@@ -273,6 +304,8 @@ class MockUpstream:
 
         if mode == "malformed":
             events[0] = b'data: {"id": "chatcmpl-mock", "choices": [\n\n'
+        if mode == "malformed-mid":
+            events[2] = b'data: {"id": "chatcmpl-mock", "choices": [<html>\n\n'
         for n, event in enumerate(events):
             if mode == "cut" and n == 3:
                 request.transport.close()

@@ -39,9 +39,21 @@ async def read_json(request: Request, limit: int) -> Any:
     if not body:
         raise BadRequest("请求体为空，应为 JSON", "the request body is empty; JSON expected")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise _too_deep() from None
         raise BadRequest("请求体不是合法的 JSON", "the request body is not valid JSON (UTF-8)") from None
+    if isinstance(data, (dict, list)):
+        try:  # what cannot be written back (nested past orjson's 254 levels) can never reach an upstream
+            orjson.dumps(data)
+        except TypeError:  # orjson.JSONEncodeError
+            raise _too_deep() from None
+    return data
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest("请求体 JSON 嵌套太深", "the request body's JSON is nested too deeply", code="json_too_deep")
 
 
 class LiveStream(Response):

@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lightrelay.errors import RelayError
+from lightrelay.http.guard import guard_of
 from lightrelay.http.io import LiveStream, dumps, read_json
-from lightrelay.http.render import CORS, JSON, lang_of, light_error
-from lightrelay.http.schemas import LightBody, check_messages, validate
+from lightrelay.http.render import CORS, JSON, internal, lang_of, light_error
+from lightrelay.http.schemas import LightBody, check_count, check_messages, validate
 from lightrelay.relay import ChatRequest, RelayStream, Ticket
 
 FRAME_START, FRAME_END = b"start852", b"end852"
@@ -42,7 +43,8 @@ async def create_chat_completion(request: Request) -> Response:
     state = request.app.state.lr
     lang = lang_of(request)
     try:
-        body = validate(LightBody, await read_json(request, state.settings.max_body_bytes))
+        data = check_count(await read_json(request, state.settings.max_body_bytes), state.settings.max_messages)
+        body = validate(LightBody, data)
         messages = body.messages
         if messages is None and body.prompt is not None:
             messages = [{"role": "user", "content": body.prompt}]
@@ -52,7 +54,7 @@ async def create_chat_completion(request: Request) -> Response:
             messages=check_messages(messages, state.settings.max_messages), params=body.params.upstream(),
             stream=body.params.stream, include_usage=body.params.wants_usage,
         )
-        ticket = await state.relay.admit(req)
+        ticket = await guard_of(request).admit(request, state.relay, req)
         if not req.stream:
             completion = await state.relay.complete(ticket)
             envelope = {"code": 200, "data": {"completion": completion, "info": info(ticket)}, "message": OK}
@@ -60,6 +62,8 @@ async def create_chat_completion(request: Request) -> Response:
         stream = await state.relay.open_stream(ticket)
     except RelayError as exc:
         return light_error(exc, lang)
+    except Exception as exc:
+        return light_error(internal(exc), lang)
     headers = {**CORS, "cache-control": "no-cache", "x-accel-buffering": "no"}
     return LiveStream(_light_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers)
 

@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lightrelay.errors import RelayError
+from lightrelay.http.guard import guard_of
 from lightrelay.http.io import LiveStream, dumps, read_json
 from lightrelay.http.light import bearer
-from lightrelay.http.render import CORS, JSON, lang_of, openai_error, openai_error_body
-from lightrelay.http.schemas import OpenAIBody, check_messages, validate
+from lightrelay.http.render import CORS, JSON, internal, lang_of, openai_error, openai_error_body
+from lightrelay.http.schemas import OpenAIBody, check_count, check_messages, validate
 from lightrelay.relay import ChatRequest, RelayStream, Ticket
 
 DONE = b"data: [DONE]\n\n"
@@ -42,19 +43,22 @@ async def chat_completions(request: Request) -> Response:
     lang = lang_of(request)
     request_id = f"req_{uuid.uuid4().hex}"
     try:
-        body = validate(OpenAIBody, await read_json(request, state.settings.max_body_bytes))
+        data = check_count(await read_json(request, state.settings.max_body_bytes), state.settings.max_messages)
+        body = validate(OpenAIBody, data)
         req = ChatRequest(
             door="openai", token=bearer(request), model=body.model,
             messages=check_messages(body.messages, state.settings.max_messages), params=body.upstream(),
             stream=body.stream, include_usage=body.wants_usage,
         )
-        ticket = await state.relay.admit(req)
+        ticket = await guard_of(request).admit(request, state.relay, req)
         headers = rate_headers(ticket, request_id, state.clock)
         if not req.stream:
             return JSON(await state.relay.complete(ticket), headers=headers)
         stream = await state.relay.open_stream(ticket)
     except RelayError as exc:
         return openai_error(exc, lang, {"x-request-id": request_id})
+    except Exception as exc:
+        return openai_error(internal(exc), lang, {"x-request-id": request_id})
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
     return LiveStream(_sse_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers)
 
@@ -85,7 +89,7 @@ async def _sse_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
 async def list_models(request: Request) -> Response:
     state = request.app.state.lr
     try:
-        await state.relay.auth.principal(bearer(request))
+        await guard_of(request).principal(request, state.relay, bearer(request))
     except RelayError as exc:
         return openai_error(exc, lang_of(request))
     now = int(time.time())

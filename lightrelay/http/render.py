@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -9,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lightrelay.errors import RelayError
+
+log = logging.getLogger("lightrelay.http")
 
 CORS = {
     "access-control-allow-origin": "*",
@@ -50,3 +53,9 @@ def openai_error_body(exc: RelayError, lang: str) -> dict[str, Any]:
 
 def openai_error(exc: RelayError, lang: str, extra: dict[str, str] | None = None) -> Response:
     return JSON(openai_error_body(exc, lang), status_code=exc.status, headers=_headers(exc, extra))
+
+
+def internal(exc: Exception) -> RelayError:
+    """An unexpected failure, logged with its traceback, as a clean 500 in the door's own shape."""
+    log.error("unexpected error answering a call", exc_info=exc)
+    return RelayError("服务器内部错误", "internal server error", code="internal_error")

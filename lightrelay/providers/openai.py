@@ -1,13 +1,17 @@
 """The ``openai`` provider: any OpenAI-compatible HTTP API, over one shared aiohttp session.
 
-Time limits (seconds, per channel): ``connect``; ``first_byte`` until the
-response headers (and, for a stream, its first event) arrive; ``idle`` between
-two stream events; ``total`` for the whole call.
+Time limits (seconds, per channel): ``connect`` for the TCP (and TLS) connection;
+``first_byte`` until the response headers (and, for a stream, its first event)
+arrive; ``idle``, the longest silence allowed between two reads of a stream once
+it has started (an upstream trickling bytes is not idle, but ``total`` still
+bounds it); ``total`` for the whole call, body included (the channel's
+``timeout`` column, else the global default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,19 +31,28 @@ class Timeouts:
     total: float = 600.0
 
 
-def _upstream_message(body: bytes) -> str:
+_SECRETS = re.compile(r"(?i)(bearer\s+)[^\s'\"]+|\bsk-[A-Za-z0-9_\-]{8,}")
+
+
+def scrub(text: str, secret: str | None = None) -> str:
+    """``text`` without API keys in it: an upstream's error may repeat the key it was sent."""
+    if secret:
+        text = text.replace(secret, "***")
+    return _SECRETS.sub(lambda m: (m.group(1) or "") + "***", text)
+
+
+def _upstream_message(body: bytes, secret: str | None = None) -> str:
     try:
         err = orjson.loads(body).get("error")
-        if isinstance(err, dict):
-            return str(err.get("message", ""))[:300]
-        return str(err)[:300]
+        text = str(err.get("message", "")) if isinstance(err, dict) else str(err)
     except Exception:
-        return body[:200].decode("utf-8", "replace")
+        text = body[:300].decode("utf-8", "replace")
+    return scrub(text, secret)[:300]
 
 
-def status_error(status: int, body: bytes) -> UpstreamFailure | BadRequest:
+def status_error(status: int, body: bytes, secret: str | None = None) -> UpstreamFailure | BadRequest:
     """Map an upstream's non-200 answer: 400/422 is the caller's fault, the rest may fail over."""
-    detail = _upstream_message(body)
+    detail = _upstream_message(body, secret)
     if status in (400, 422):
         return BadRequest(f"上游拒绝了请求: {detail}", f"the upstream rejected the request: {detail}")
     return UpstreamError(f"上游返回 {status}: {detail}", f"upstream answered {status}: {detail}")
@@ -53,13 +66,17 @@ class OpenAIProvider:
         self._session = session
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._secret = api_key
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self.timeouts = timeouts
 
     def _timeout(self, call: ChatCall) -> aiohttp.ClientTimeout:
         t = self.timeouts
-        return aiohttp.ClientTimeout(total=call.timeout or t.total, connect=t.connect, sock_read=t.first_byte)
+        # sock_read guards the wait for the response headers (and a whole body); stream reads
+        # are timed below, first event and idle gaps separately.
+        return aiohttp.ClientTimeout(total=call.timeout or t.total, connect=t.connect,
+                                     sock_read=max(t.first_byte, t.idle))
 
     async def _post(self, call: ChatCall, body: dict[str, Any]) -> aiohttp.ClientResponse:
         try:
@@ -78,7 +95,7 @@ class OpenAIProvider:
                 body_bytes = b""
             finally:
                 resp.release()
-            raise status_error(resp.status, body_bytes)
+            raise status_error(resp.status, body_bytes, self._secret)
         return resp
 
     async def complete(self, call: ChatCall) -> dict[str, Any]:
@@ -100,18 +117,26 @@ class OpenAIProvider:
         body = {"model": call.model, "messages": call.messages, **call.params,
                 "stream": True, "stream_options": {"include_usage": True}}
         resp = await self._post(call, body)
-        wait = self.timeouts.first_byte
+        first_by = asyncio.get_running_loop().time() + self.timeouts.first_byte
+        buf = bytearray()
         try:
             while True:
-                try:
-                    async with asyncio.timeout(wait):
-                        line = await resp.content.readline()
-                except TimeoutError as exc:
-                    raise UpstreamTimeout("上游响应超时", "the upstream stalled") from exc
-                except aiohttp.ClientError as exc:
-                    raise UpstreamError("上游连接中断", "the upstream connection broke") from exc
-                if not line:
-                    raise UpstreamError("上游流意外结束", "the upstream stream ended before [DONE]")
+                end = buf.find(b"\n")
+                if end < 0:
+                    try:
+                        limit = asyncio.timeout_at(first_by) if first_by else asyncio.timeout(self.timeouts.idle)
+                        async with limit:
+                            data = await resp.content.readany()
+                    except TimeoutError as exc:
+                        raise UpstreamTimeout("上游响应超时", "the upstream stalled or took too long") from exc
+                    except aiohttp.ClientError as exc:
+                        raise UpstreamError("上游连接中断", "the upstream connection broke") from exc
+                    if not data:
+                        raise UpstreamError("上游流意外结束", "the upstream stream ended before [DONE]")
+                    buf += data
+                    continue
+                line = bytes(buf[:end])
+                del buf[:end + 1]
                 if not line.startswith(b"data:"):
                     continue  # blank separators, comments, event: lines
                 payload = line[5:].strip()
@@ -121,11 +146,13 @@ class OpenAIProvider:
                     chunk = orjson.loads(payload)
                 except orjson.JSONDecodeError as exc:
                     raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a broken event") from exc
+                if not isinstance(chunk, dict):
+                    raise UpstreamError("上游返回了无法解析的内容", "the upstream sent an event that is not an object")
                 if "error" in chunk and "choices" not in chunk:
-                    detail = _upstream_message(payload)
+                    detail = _upstream_message(payload, self._secret)
                     raise UpstreamError(f"上游出错: {detail}", f"the upstream failed: {detail}")
                 chunk["model"] = call.public_model
-                wait = self.timeouts.idle
+                first_by = 0.0
                 yield chunk
         finally:
             resp.close()
