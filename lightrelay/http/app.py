@@ -37,6 +37,7 @@ from lightrelay.services.auth import Authenticator
 from lightrelay.services.channels import load_channels
 from lightrelay.services.quota import Quota, SqlCounter
 from lightrelay.services.redis_quota import RedisCounter
+from lightrelay.services.sqlite_counter import SqliteCounter
 from lightrelay.services.usage import UsageRecorder
 from lightrelay.settings import Settings, load_settings
 from lightrelay.web import console_routes
@@ -79,7 +80,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
                              batch_size=settings.usage_batch_size, on_record=metrics.observe,
                              on_write=metrics.wrote_usage)
     link: RedisLink | None = None
-    counter: SqlCounter | RedisCounter = SqlCounter(engine)
+    counter: SqlCounter | SqliteCounter | RedisCounter = (
+        SqliteCounter(engine.url.database) if engine.dialect.name == "sqlite" else SqlCounter(engine))
     if settings.redis_url:  # several processes: Redis counts, and broadcasts invalidations
         link = RedisLink(settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout,
                          on_state=lambda up: metrics.backend_up.labels("redis").set(int(up)))
@@ -145,6 +147,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if link is not None and isinstance(counter, RedisCounter):
             await counter.close()
             await link.close()
+        if isinstance(counter, SqliteCounter):
+            await counter.close()
         metrics.close()
         for provider in router.providers():
             await provider.close()

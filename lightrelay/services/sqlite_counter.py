@@ -1,0 +1,149 @@
+"""Daily counts on SQLite, group-committed by one writer thread.
+
+The same conditional UPDATE as ``SqlCounter`` (``count = count + 1 WHERE count <
+limit``), so it stays exact, also across processes sharing the file; but instead
+of one SQLAlchemy/aiosqlite transaction per call (about a millisecond of thread
+hops), calls that arrive together are written in one ``BEGIN IMMEDIATE … COMMIT``
+by a dedicated thread with a plain ``sqlite3`` connection. A reservation is
+answered only after its transaction committed, so a crash never loses a charge.
+(WAL with synchronous=NORMAL: durable when the process dies; an OS crash may lose
+the last commits.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from typing import Any
+
+log = logging.getLogger("lightrelay.quota")
+
+MAX_BATCH = 512
+_INSERT = "INSERT INTO daily_counts (account_id, day, count) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
+_INCR = ("UPDATE daily_counts SET count = count + 1 WHERE account_id = ? AND day = ? "
+         "AND (? IS NULL OR count < ?) RETURNING count")
+_DECR = "UPDATE daily_counts SET count = count - 1 WHERE account_id = ? AND day = ? AND count > 0"
+_GET = "SELECT count FROM daily_counts WHERE account_id = ? AND day = ?"
+
+
+class SqliteCounter:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- the async side ------------------------------------------------------
+    async def _ask(self, *job: Any) -> Any:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="quota-writer", daemon=True)
+                    self._thread.start()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((loop, future, *job))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if job[0] == "incr":  # the caller is gone: undo the charge if it was made
+                future.add_done_callback(lambda f: self._undo(f, job[1], job[2]))
+            raise
+
+    def _undo(self, future: asyncio.Future, account_id: int, day: str) -> None:
+        if not future.cancelled() and future.exception() is None and future.result() is not None:
+            self._jobs.put((future.get_loop(), future.get_loop().create_future(), "decr", account_id, day))
+
+    async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
+        """Add one call unless that would pass ``limit``; the new count, or None if refused."""
+        return await self._ask("incr", account_id, day, limit)
+
+    async def decr(self, account_id: int, day: str) -> None:
+        await self._ask("decr", account_id, day)
+
+    async def get(self, account_id: int, day: str) -> int:
+        return await self._ask("get", account_id, day)
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    # -- the writer thread ---------------------------------------------------
+    def _run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        self._jobs.put(None)  # stop after this batch
+                        break
+                    batch.append(job)
+                self._commit(db, batch)
+        finally:
+            db.close()
+
+    def _commit(self, db: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
+        results: list[Any] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for _loop, _future, op, account_id, day, *rest in batch:
+                if op == "incr":
+                    limit = rest[0]
+                    db.execute(_INSERT, (account_id, day))
+                    row = db.execute(_INCR, (account_id, day, limit, limit)).fetchone()
+                    results.append(row[0] if row else None)
+                elif op == "decr":
+                    db.execute(_DECR, (account_id, day))
+                    results.append(None)
+                else:
+                    row = db.execute(_GET, (account_id, day)).fetchone()
+                    results.append(row[0] if row else 0)
+            db.execute("COMMIT")
+        except Exception as exc:  # nothing of this batch was written
+            log.exception("quota write failed")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for loop, future, *_ in batch:
+                try:
+                    loop.call_soon_threadsafe(_settle, future, None, exc)
+                except RuntimeError:  # that loop is closed
+                    pass
+            return
+        by_loop: dict[Any, list[tuple[asyncio.Future, Any]]] = {}
+        for (loop, future, *_), result in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((future, result))
+        for loop, pairs in by_loop.items():  # one wake-up of each event loop per batch
+            try:
+                loop.call_soon_threadsafe(_settle_all, pairs)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+
+def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if not future.done():
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+def _settle_all(pairs: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, result in pairs:
+        if not future.done():
+            future.set_result(result)
