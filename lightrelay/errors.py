@@ -13,6 +13,7 @@ responses, only about the status a failure maps to.
     ├── PayloadTooLarge              413     invalid_request_error
     ├── TooManyRequests              429     rate_limit_error   (carries retry_after)
     │   └── QuotaExceeded            429     daily count used up
+    ├── ClientGone                   499     the caller hung up before the reply (nothing is sent)
     └── UpstreamFailure              5xx     the model could not answer
         ├── UpstreamError            502     bad status / broken reply from upstream
         ├── Unavailable              503     no channel, relay busy (carries retry_after)
@@ -88,6 +89,14 @@ class TooManyRequests(RelayError):
 
 class QuotaExceeded(TooManyRequests):
     code = "daily_limit_reached"
+
+
+class ClientGone(RelayError):
+    """The caller closed the connection while the relay was still waiting for the model."""
+
+    status = 499
+    type = "client_gone"
+    code = "client_gone"
 
 
 class UpstreamFailure(RelayError):

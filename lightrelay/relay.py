@@ -11,6 +11,7 @@ about quota, channels or usage.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -160,8 +161,12 @@ class Relay:
         try:
             await self.quota.refund(ticket.charge)
         finally:
-            status = exc.status if isinstance(exc, RelayError) else 500
-            error = exc.en if isinstance(exc, RelayError) else type(exc).__name__
+            if isinstance(exc, RelayError):
+                status, error = exc.status, exc.en
+            elif isinstance(exc, asyncio.CancelledError):  # the caller left before the reply began
+                status, error = CLIENT_GONE, "client went away"
+            else:
+                status, error = 500, type(exc).__name__
             self._record(ticket.request, ticket.principal, route.channel if route else None, status=status,
                          started=ticket.started, charged=False, usage=usage, first_byte=first_byte,
                          partial=first_byte is not None, error=error)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from lightrelay.errors import BadRequest, PayloadTooLarge
+from lightrelay.errors import BadRequest, ClientGone, PayloadTooLarge
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -54,6 +56,27 @@ async def read_json(request: Request, limit: int) -> Any:
 
 def _too_deep() -> BadRequest:
     return BadRequest("请求体 JSON 嵌套太深", "the request body's JSON is nested too deeply", code="json_too_deep")
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` (the body already read), cancelling it if the client hangs up meanwhile:
+    a caller who left stops the upstream call at once instead of after its timeouts."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(LiveStream._watch(request.receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watcher.cancelled() or not watcher.done() or watcher.exception() is not None:
+            raise  # this request itself was cancelled, not left by its caller
+        raise ClientGone("客户端已断开", "the client went away") from None
 
 
 class LiveStream(Response):

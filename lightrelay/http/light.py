@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from lightrelay.errors import RelayError
 from lightrelay.http.guard import guard_of
-from lightrelay.http.io import LiveStream, dumps, read_json
+from lightrelay.http.io import LiveStream, dumps, read_json, unless_gone
 from lightrelay.http.render import CORS, JSON, internal, lang_of, light_error
 from lightrelay.http.schemas import LightBody, check_count, check_messages, validate
 from lightrelay.relay import ChatRequest, RelayStream, Ticket
@@ -56,10 +56,10 @@ async def create_chat_completion(request: Request) -> Response:
         )
         ticket = await guard_of(request).admit(request, state.relay, req)
         if not req.stream:
-            completion = await state.relay.complete(ticket)
+            completion = await unless_gone(request, state.relay.complete(ticket))
             envelope = {"code": 200, "data": {"completion": completion, "info": info(ticket)}, "message": OK}
             return JSON(envelope, headers=CORS)
-        stream = await state.relay.open_stream(ticket)
+        stream = await unless_gone(request, state.relay.open_stream(ticket))
     except RelayError as exc:
         return light_error(exc, lang)
     except Exception as exc:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from lightrelay.errors import RelayError
 from lightrelay.http.guard import guard_of
-from lightrelay.http.io import LiveStream, dumps, read_json
+from lightrelay.http.io import LiveStream, dumps, read_json, unless_gone
 from lightrelay.http.light import bearer
 from lightrelay.http.render import CORS, JSON, internal, lang_of, openai_error, openai_error_body
 from lightrelay.http.schemas import OpenAIBody, check_count, check_messages, validate
@@ -53,8 +53,8 @@ async def chat_completions(request: Request) -> Response:
         ticket = await guard_of(request).admit(request, state.relay, req)
         headers = rate_headers(ticket, request_id, state.clock)
         if not req.stream:
-            return JSON(await state.relay.complete(ticket), headers=headers)
-        stream = await state.relay.open_stream(ticket)
+            return JSON(await unless_gone(request, state.relay.complete(ticket)), headers=headers)
+        stream = await unless_gone(request, state.relay.open_stream(ticket))
     except RelayError as exc:
         return openai_error(exc, lang, {"x-request-id": request_id})
     except Exception as exc:

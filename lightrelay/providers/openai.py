@@ -71,17 +71,16 @@ class OpenAIProvider:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self.timeouts = timeouts
 
-    def _timeout(self, call: ChatCall) -> aiohttp.ClientTimeout:
+    def _timeout(self, call: ChatCall, stream: bool) -> aiohttp.ClientTimeout:
         t = self.timeouts
-        # sock_read guards the wait for the response headers (and a whole body); stream reads
-        # are timed below, first event and idle gaps separately.
-        return aiohttp.ClientTimeout(total=call.timeout or t.total, connect=t.connect,
-                                     sock_read=max(t.first_byte, t.idle))
+        # sock_read bounds the wait for the headers and each read of a whole body; a stream lifts it
+        # once the headers are in and times its own reads (first event, then idle gaps).
+        return aiohttp.ClientTimeout(total=call.timeout or t.total, connect=t.connect, sock_read=t.first_byte)
 
-    async def _post(self, call: ChatCall, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def _post(self, call: ChatCall, body: dict[str, Any], *, stream: bool = False) -> aiohttp.ClientResponse:
         try:
             resp = await self._session.post(
-                self._url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout(call)
+                self._url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout(call, stream)
             )
         except TimeoutError as exc:
             raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
@@ -116,7 +115,9 @@ class OpenAIProvider:
     async def stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
         body = {"model": call.model, "messages": call.messages, **call.params,
                 "stream": True, "stream_options": {"include_usage": True}}
-        resp = await self._post(call, body)
+        resp = await self._post(call, body, stream=True)
+        if resp.connection is not None and resp.connection.protocol is not None:
+            resp.connection.protocol.read_timeout = None  # timed below instead
         first_by = asyncio.get_running_loop().time() + self.timeouts.first_byte
         buf = bytearray()
         try:

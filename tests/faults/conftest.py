@@ -38,11 +38,16 @@ async def call_text(http: aiohttp.ClientSession, url: str, door: str, token: str
         return r.status, await r.read()
 
 
-async def last_row(relay: Any) -> dict[str, Any]:
-    await relay.lr.recorder.flush()
-    rows = await recent_calls(relay.lr.engine, limit=1)
-    assert rows, "no usage row recorded"
-    return rows[0]
+async def last_row(relay: Any, calls: int = 1) -> dict[str, Any]:
+    """The newest usage row, once ``calls`` rows are recorded (a cancelled call records as it unwinds)."""
+    deadline = time.monotonic() + 3
+    while True:
+        await relay.lr.recorder.flush()
+        rows = await recent_calls(relay.lr.engine, limit=calls)
+        if len(rows) >= calls:
+            return rows[0]
+        assert time.monotonic() < deadline, f"{len(rows)} usage rows recorded, {calls} expected"
+        await asyncio.sleep(0.02)
 
 
 # -- real subprocesses ---------------------------------------------------------------------------------
