@@ -7,14 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-T = TypeVar("T")
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from lightrelay.errors import BadRequest, ClientGone, PayloadTooLarge
+
+T = TypeVar("T")
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

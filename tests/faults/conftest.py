@@ -76,6 +76,10 @@ async def acli(env: dict[str, str], *args: str) -> str:
     return out.decode()
 
 
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
 async def start_serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
     """``python -m lightrelay serve``, waited on until /healthz answers."""
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lightrelay", "serve", env=env, cwd=ROOT,
@@ -85,7 +89,7 @@ async def start_serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Proc
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
-                raise AssertionError(f"serve exited {proc.returncode}: {log.read_text()[-2000:]}")
+                raise AssertionError(f"serve exited {proc.returncode}: {_tail(log)}")
             try:
                 async with http.get(url) as r:
                     if r.status == 200:
@@ -94,4 +98,4 @@ async def start_serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Proc
                 pass
             await asyncio.sleep(0.1)
     proc.kill()
-    raise AssertionError(f"serve did not start: {log.read_text()[-2000:]}")
+    raise AssertionError(f"serve did not start: {_tail(log)}")
