@@ -6,6 +6,7 @@ as OpenAI itself does, so a typo never silently does nothing.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -105,13 +106,17 @@ _ZH_TYPES = {
 }
 
 
+_UNION_TAG = re.compile(r"^(function-|json-or-python|str$|int$|float$|bool$|none$|list\[|dict\[|[A-Z])")
+
+
 def validate(model: type[BaseModel], data: Any) -> Any:
     """Validate ``data``; the first problem becomes a BadRequest naming the field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "json-or-python")))
+        errors = exc.errors(include_url=False, include_input=False)
+        err = max(errors, key=lambda e: len(e["loc"]))  # in a union, the branch that got furthest
+        loc = ".".join(str(p) for p in err["loc"] if not _UNION_TAG.match(str(p)))
         loc = loc or "body"
         zh = _ZH_TYPES.get(err["type"], "格式不正确")
         raise BadRequest(f"参数错误 {loc}: {zh}", f"invalid {loc}: {err['msg']}", param=loc) from None
