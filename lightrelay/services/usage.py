@@ -58,8 +58,13 @@ class UsageRecorder:
             await self._write_all()
 
     async def _write_all(self) -> None:
-        while self._rows:
-            batch, self._rows = self._rows[: self._batch_size], self._rows[self._batch_size :]
+        # Only the rows queued now: rows that arrive during the write wait for the next tick, so under
+        # load the database sees one write per tick (or per full batch), not one per write's latency.
+        pending = len(self._rows)
+        while pending > 0 and self._rows:
+            size = min(self._batch_size, pending)
+            batch, self._rows = self._rows[:size], self._rows[size:]
+            pending -= size
             try:
                 async with self._engine.begin() as conn:
                     await conn.execute(usage.insert(), batch)
@@ -68,6 +73,7 @@ class UsageRecorder:
             except Exception:  # keep the rows; try again on the next tick
                 log.exception("writing %d usage rows failed; will retry", len(batch))
                 self._rows[:0] = batch
+                pending += size
                 if not self._closing:
                     return
                 await asyncio.sleep(0.2)
@@ -77,7 +83,8 @@ class UsageRecorder:
         self._wake.set()
         if self._task is not None:
             await self._task
-        await self.flush()
+        while self._rows:
+            await self.flush()
 
 
 async def recent_calls(engine: AsyncEngine, *, account_id: int | None = None, limit: int = 20,

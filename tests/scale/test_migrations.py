@@ -1,0 +1,78 @@
+"""Alembic migrations run on SQLite and on PostgreSQL: up from nothing, again (a no-op), down and up,
+and from several starters at once (the advisory lock in env.py makes them take turns)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from alembic import command
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from lightrelay.db.engine import _alembic_config, migrate
+from lightrelay.db.models import metadata
+from lightrelay.settings import Settings
+from tests.scale.conftest import SECRET, Database
+
+TABLES = {t.name for t in metadata.sorted_tables}
+
+
+async def _tables(url: str) -> set[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names())) - {"alembic_version"}
+    finally:
+        await engine.dispose()
+
+
+def _updown(url: str) -> None:
+    cfg = _alembic_config(url)
+    command.downgrade(cfg, "base")
+    command.upgrade(cfg, "head")
+
+
+async def _check(db_url: str, tmp_path) -> None:
+    settings = Settings(database_url=db_url, data_dir=tmp_path, secret_key=SECRET)
+    await migrate(settings)
+    await migrate(settings)  # again: a no-op
+    assert await _tables(db_url) == TABLES
+    await asyncio.to_thread(_updown, db_url)
+    assert await _tables(db_url) == TABLES
+
+
+async def test_migrations_on_sqlite(tmp_path):
+    await _check(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", tmp_path)
+
+
+async def test_migrations_on_postgresql(pg: Database, tmp_path):
+    await _check(pg.url, tmp_path)
+
+
+async def test_concurrent_starts_migrate_once_on_postgresql(tmp_path):
+    """Several workers or hosts starting together on an empty database: the schema is made once."""
+    import uuid
+
+    import asyncpg
+
+    from tests.scale.conftest import PG_ADMIN
+
+    name = f"lr_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        code = ("from lightrelay.db.engine import migrate_sync; from lightrelay.settings import load_settings; "
+                "migrate_sync(load_settings())")
+        env = {**os.environ, "LIGHTRELAY_DATABASE_URL": url, "LIGHTRELAY_SECRET_KEY": SECRET}
+        procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=env,
+                                                      stderr=asyncio.subprocess.PIPE) for _ in range(4)]
+        for proc in procs:  # separate processes, as workers and hosts are (Alembic's context is per process)
+            _, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+        assert await _tables(url) == TABLES
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
