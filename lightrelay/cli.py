@@ -94,7 +94,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     uvicorn.run(
         "lightrelay.http.app:app_factory", factory=True, host=host or settings.host, port=port or settings.port,
         workers=workers, loop="auto", http="auto", access_log=False, log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 

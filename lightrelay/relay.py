@@ -12,6 +12,7 @@ about quota, channels or usage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from typing import Any
 
 from lightrelay import tokens
 from lightrelay.clock import utcnow
-from lightrelay.errors import Forbidden, RelayError, UpstreamError, UpstreamFailure
+from lightrelay.errors import Forbidden, RelayError, Unavailable, UpstreamError, UpstreamFailure
 from lightrelay.providers.base import ChatCall
 from lightrelay.routing import Route, Router
 from lightrelay.services.accounts import Principal
@@ -70,6 +71,9 @@ class Relay:
         self.quota = quota
         self.recorder = recorder
         self._gpt4_prefix = gpt4_prefix
+        self.inflight = 0  # admitted calls not yet settled or refunded
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- admit ---------------------------------------------------------------
     async def admit(self, req: ChatRequest) -> Ticket:
@@ -85,7 +89,16 @@ class Relay:
             self._record(req, principal, None, status=exc.status, started=time.perf_counter(),
                          charged=False, error=exc.en)
             raise
+        self.inflight += 1
+        self._idle.clear()
         return Ticket(req, principal, routes, charge)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait (up to ``timeout`` s) for admitted calls to settle, so their usage rows are recorded;
+        returns how many are still running."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return self.inflight
 
     # -- call: whole reply ---------------------------------------------------
     async def complete(self, ticket: Ticket) -> dict[str, Any]:
@@ -149,7 +162,7 @@ class Relay:
 
     def _settle(self, ticket: Ticket, route: Route, usage: dict[str, Any], *, first_byte: float | None,
                 status: int = 200, partial: bool = False, error: str | None = None) -> None:
-        ticket.finished = True
+        self._finish(ticket)
         self._record(ticket.request, ticket.principal, route.channel, status=status, started=ticket.started,
                      charged=True, usage=usage, first_byte=first_byte, partial=partial, error=error)
 
@@ -157,7 +170,7 @@ class Relay:
                       usage: dict[str, Any] | None = None, first_byte: float | None = None) -> None:
         if ticket.finished:
             return
-        ticket.finished = True
+        ticket.finished = True  # at once, so nothing settles it twice; counted out once recorded
         try:
             await self.quota.refund(ticket.charge)
         finally:
@@ -170,6 +183,17 @@ class Relay:
             self._record(ticket.request, ticket.principal, route.channel if route else None, status=status,
                          started=ticket.started, charged=False, usage=usage, first_byte=first_byte,
                          partial=first_byte is not None, error=error)
+            self._count_out()
+
+    def _finish(self, ticket: Ticket) -> None:
+        if not ticket.finished:
+            ticket.finished = True
+            self._count_out()
+
+    def _count_out(self) -> None:
+        self.inflight -= 1
+        if not self.inflight:
+            self._idle.set()
 
     def _record(self, req: ChatRequest, principal: Principal, channel: str | None, *, status: int,
                 started: float, charged: bool, usage: dict[str, Any] | None = None,
@@ -194,8 +218,13 @@ class RelayStream:
     - the upstream finished: charged, recorded 200;
     - the upstream failed mid-way: refunded, recorded with its error, partial; the error is re-raised
       for the door to write as its own error frame;
-    - the caller went away (the iterator is closed or its task cancelled): charged, recorded 499, partial.
+    - the caller went away (the iterator is closed or its task cancelled): charged, recorded 499, partial;
+    - the relay cut it (``cut`` set: shutdown grace period over): refunded, recorded 503, partial.
+
+    ``close()`` settles a stream whose ``chunks()`` never ran or never finished; it is safe to call twice.
     """
+
+    SHUTTING_DOWN = Unavailable("中转服务正在重启，请重试", "the relay is restarting; please retry", retry_after=1)
 
     def __init__(self, relay: Relay, ticket: Ticket, route: Route,
                  upstream: AsyncIterator[dict[str, Any]], first: dict[str, Any]) -> None:
@@ -208,6 +237,22 @@ class RelayStream:
         self.usage: dict[str, Any] | None = None
         self.texts: dict[int, list[str]] = {}
         self.finish_reason: str | None = None
+        self.cut = False
+
+    async def close(self) -> None:
+        if self.ticket.finished:
+            return
+        await self._upstream.aclose()
+        await self._gone()
+
+    async def _gone(self) -> None:
+        relay, route, ticket = self.relay, self.route, self.ticket
+        relay.router.released(route.channel)
+        if self.cut:
+            await relay._refund(ticket, route, self.SHUTTING_DOWN, usage=self.totals(), first_byte=self.first_byte)
+        else:
+            relay._settle(ticket, route, self.totals(), first_byte=self.first_byte, status=CLIENT_GONE,
+                          partial=True, error="client went away")
 
     @property
     def id(self) -> str:
@@ -262,6 +307,4 @@ class RelayStream:
                 relay.router.succeeded(route.channel)
                 relay._settle(ticket, route, self.totals(), first_byte=self.first_byte)
             elif outcome == "gone" and not ticket.finished:
-                relay.router.released(route.channel)
-                relay._settle(ticket, route, self.totals(), first_byte=self.first_byte, status=CLIENT_GONE,
-                              partial=True, error="client went away")
+                await self._gone()

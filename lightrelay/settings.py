@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     rate_bad_token: str = "20/60"  # unknown API tokens per client address / seconds, then 429 for a while
 
     log_level: str = "INFO"
+    shutdown_grace_seconds: float = 30.0  # on SIGTERM, running calls may finish for this long
 
     # the CLI as a client of a running relay (`lightrelay chat`)
     url: str | None = None  # default http://<host>:<port>

@@ -143,6 +143,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+        await relay.drain(5.0)  # streams cut at the end of the grace period record their rows first
         await recorder.close()
         if link is not None and isinstance(counter, RedisCounter):
             await counter.close()

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from lightrelay.errors import BadRequest, ClientGone, PayloadTooLarge
+from lightrelay.relay import RelayStream
 
 T = TypeVar("T")
 
@@ -81,12 +82,20 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T:
 
 class LiveStream(Response):
     """Streams ``body`` as it is produced, each piece one ``send``; a client that goes away
-    cancels the producer at once (and so the upstream call behind it)."""
+    cancels the producer at once (and so the upstream call behind it).
 
-    def __init__(self, body: AsyncIterator[bytes], *, media_type: str, headers: dict[str, str]) -> None:
+    ``stream`` is the RelayStream behind the body: whatever way the response ends, it is closed
+    (settled or refunded, recorded) before this returns. When the server itself cuts the response
+    (its shutdown grace period is over), ``abort`` — the door's own error frame — is written last,
+    so the caller never mistakes the cut for the end of the reply, and the call is refunded."""
+
+    def __init__(self, body: AsyncIterator[bytes], *, media_type: str, headers: dict[str, str],
+                 stream: RelayStream | None = None, abort: bytes = b"") -> None:
         self.status_code = 200
         self.background = None
         self._body = body
+        self._stream = stream
+        self._abort = abort
         self.raw_headers = [(b"content-type", media_type.encode())]
         self.raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
 
@@ -94,14 +103,26 @@ class LiveStream(Response):
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         producer = asyncio.ensure_future(self._produce(send))
         watcher = asyncio.ensure_future(self._watch(receive))
+        cut = False
         try:
             await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            cut = not watcher.done()  # cancelled by the server, not left by the client
+            if not cut:
+                raise
+            if self._stream is not None:
+                self._stream.cut = True
         finally:
             for task in (producer, watcher):
                 task.cancel()
             for task in (producer, watcher):
                 with contextlib.suppress(asyncio.CancelledError, OSError):
                     await task
+            if self._stream is not None:
+                await self._stream.close()
+            if cut and self._abort:
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": self._abort, "more_body": False})
 
     async def _produce(self, send: Send) -> None:
         try:

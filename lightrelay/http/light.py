@@ -28,6 +28,10 @@ def frame(obj: dict[str, Any]) -> bytes:
     return FRAME_START + dumps(obj) + FRAME_END
 
 
+def error_object(exc: RelayError, lang: str) -> dict[str, Any]:
+    return {"message": exc.message_for(lang), "type": exc.type, "code": exc.code}
+
+
 def info(ticket: Ticket) -> dict[str, Any]:
     p, c = ticket.principal, ticket.charge
     return {"token": ticket.request.token, "numOfOneDayCanCallApi": p.daily_limit,
@@ -65,7 +69,9 @@ async def create_chat_completion(request: Request) -> Response:
     except Exception as exc:
         return light_error(internal(exc), lang)
     headers = {**CORS, "cache-control": "no-cache", "x-accel-buffering": "no"}
-    return LiveStream(_light_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers)
+    abort = frame({"error": error_object(RelayStream.SHUTTING_DOWN, lang)})
+    return LiveStream(_light_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers,
+                      stream=stream, abort=abort)
 
 
 async def _light_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
@@ -81,7 +87,7 @@ async def _light_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
                         if text:
                             yield text.encode()
     except RelayError as exc:
-        yield frame({"error": {"message": exc.message_for(lang), "type": exc.type, "code": exc.code}})
+        yield frame({"error": error_object(exc, lang)})
         return
     if ticket.request.include_usage:
         yield frame({"usage": stream.totals(), "finish_reason": stream.finish_reason or "stop"})

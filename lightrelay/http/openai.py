@@ -60,7 +60,9 @@ async def chat_completions(request: Request) -> Response:
     except Exception as exc:
         return openai_error(internal(exc), lang, {"x-request-id": request_id})
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-    return LiveStream(_sse_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers)
+    abort = b"data: " + dumps(openai_error_body(RelayStream.SHUTTING_DOWN, lang)) + b"\n\n" + DONE
+    return LiveStream(_sse_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers,
+                      stream=stream, abort=abort)
 
 
 async def _sse_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
