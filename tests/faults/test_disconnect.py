@@ -5,6 +5,7 @@ charged (relay.py: a caller who went away after receiving text is charged)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import aiohttp
@@ -14,14 +15,14 @@ from tests.faults.conftest import MODEL, body_for, last_row
 from tests.mock_upstream import MockUpstream
 
 
-async def read_some_then_leave(url: str, door: str, token: str, text: str) -> float:
+async def read_some_then_leave(url: str, door: str, token: str, text: str, until: bytes = b"echo") -> float:
     """Read until some reply text arrived, then drop the connection; returns when it was dropped."""
     path, json, headers = body_for(door, token, text)
     async with aiohttp.ClientSession() as http:
         resp = await http.post(url + path, json=json, headers=headers)
         assert resp.status == 200
         got = b""
-        while b"echo" not in got:
+        while not re.search(until, got):
             got += await asyncio.wait_for(resp.content.readany(), 5)
         resp.close()  # closes the TCP connection
         return time.monotonic()
