@@ -8,7 +8,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from tests.faults.conftest import MODEL, ROOT
+from tests.faults.conftest import MODEL
 from tests.mock_upstream import MockUpstream
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -35,7 +35,7 @@ async def test_schemathesis_finds_nothing(start_relay, tmp_path):
             "--generation-deterministic", "--phases", "examples,coverage,fuzzing",
             "--header", f"Authorization: Bearer {token}", "--workers", "1", "--request-timeout", "10",
             "--no-color", "--report", "ndjson", "--report-ndjson-path", str(report),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(proc.communicate(), 300)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]
