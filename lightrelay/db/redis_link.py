@@ -1,7 +1,8 @@
 """The relay's link to Redis: one client, its health, and the invalidation broadcast.
 
-Health: a background ping every second keeps ``up`` / ``reason`` current; a
-failed command on the hot path marks the link down at once. Changes of state
+Health: a background ping every second, on a connection of its own, keeps
+``up`` / ``reason`` current (a failed command on the hot path fails only that
+call: one slow answer or a busy pool is not an outage). Changes of state
 are logged once each ("Redis unavailable: …", "Redis is back"), never per
 request, and shown on the ``lightrelay_counter_backend_up`` gauge and ``/readyz``.
 While the link is down, callers fail fast instead of waiting on timeouts; the
@@ -21,6 +22,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 log = logging.getLogger("lightrelay.redis")
@@ -28,8 +32,14 @@ PING_SECONDS = 1.0
 TOPICS = ("auth", "channels")
 
 
-def _client(url: str, timeout: float) -> aioredis.Redis:
-    return aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=False)
+def _client(url: str, timeout: float, *, pool_size: int = 1) -> aioredis.Redis:
+    """A client whose pool holds at most ``pool_size`` connections; a caller beyond that waits up to
+    ``timeout`` for one (a burst queues briefly instead of failing or opening thousands of sockets)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=timeout, socket_connect_timeout=timeout, socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],  # once: a connection gone stale
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 async def publish_once(url: str, prefix: str, topic: str, *, timeout: float = 2.0) -> bool:
@@ -46,9 +56,13 @@ async def publish_once(url: str, prefix: str, topic: str, *, timeout: float = 2.
 
 
 class RedisLink:
-    def __init__(self, url: str, *, prefix: str, timeout: float,
+    """``client`` serves the hot path (a pool of ``pool_size``); the health ping and the subscription
+    have connections of their own, so a busy pool is never mistaken for Redis being down."""
+
+    def __init__(self, url: str, *, prefix: str, timeout: float, pool_size: int = 64,
                  on_state: Callable[[bool], None] | None = None) -> None:
-        self.client = _client(url, timeout)
+        self.client = _client(url, timeout, pool_size=pool_size)
+        self._control = _client(url, timeout, pool_size=2)  # ping + pubsub
         self.prefix = prefix
         self.channel = f"{prefix}invalidate"
         self.up = True
@@ -78,7 +92,7 @@ class RedisLink:
 
     async def check(self) -> None:
         try:
-            await self.client.ping()
+            await self._control.ping()
         except (RedisError, OSError) as exc:
             self.mark_down(exc)
         else:
@@ -100,12 +114,13 @@ class RedisLink:
         try:
             await self.client.publish(self.channel, topic)
         except (RedisError, OSError) as exc:
-            self.mark_down(exc)
+            log.warning("could not broadcast a %s change (%s); other processes notice within the cache TTL",
+                        topic, exc)
 
     async def _listen_forever(self) -> None:
         assert self._handler is not None
         while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._control.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 await self._handler("resync")
@@ -140,3 +155,4 @@ class RedisLink:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self.client.aclose()
+        await self._control.aclose()

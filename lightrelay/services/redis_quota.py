@@ -90,9 +90,7 @@ class RedisCounter:
             self._shas[script] = await self._redis.script_load(script)
             return int(await self._redis.evalsha(self._shas[script], 1, key, *args))
 
-    def _down(self, exc: BaseException | None) -> Unavailable:
-        if exc is not None:
-            self._link.mark_down(exc)
+    def _down(self) -> Unavailable:
         return Unavailable("调用计数服务（Redis）暂时不可用，请稍后再试",
                            "the call counter (Redis) is unavailable; please retry shortly",
                            code="counter_unavailable", retry_after=5)
@@ -114,10 +112,12 @@ class RedisCounter:
         return n
 
     async def _unavailable(self, account_id: int, day: str, exc: BaseException | None) -> int:
-        if not self._fail_open:
-            raise self._down(exc)
+        # A failed command fails this call only (no log per request); the link's own ping decides
+        # whether Redis is down, so a slow answer or a busy pool is not taken for an outage.
         if exc is not None:
-            self._link.mark_down(exc)
+            log.debug("Redis command failed: %r", exc)
+        if not self._fail_open:
+            raise self._down()
         return await self._stored(account_id, day) + 1  # admitted uncounted (LIGHTRELAY_REDIS_FAIL_OPEN)
 
     async def decr(self, account_id: int, day: str) -> None:
@@ -125,8 +125,7 @@ class RedisCounter:
             return  # the charge stays: refunds are lost while Redis is down, never calls over the limit
         try:
             await self._script(REFUND, self._key(account_id, day))
-        except (RedisError, OSError) as exc:
-            self._link.mark_down(exc)
+        except (RedisError, OSError):
             return
         self._dirty.add((account_id, day))
 
@@ -172,8 +171,7 @@ class RedisCounter:
                     await conn.execute(stmt.on_conflict_do_update(index_elements=["account_id", "day"],
                                                                   set_={"count": stmt.excluded["count"]}), rows)
             self.mirror_writes += 1
-        except (RedisError, OSError) as exc:
-            self._link.mark_down(exc)
+        except (RedisError, OSError):
             self._dirty.update(dirty)
         except Exception:
             log.exception("mirroring daily counts to the database failed; will retry")

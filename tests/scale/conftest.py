@@ -5,6 +5,7 @@ real relay processes (``python -m lightrelay serve``) as subprocesses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -201,7 +202,7 @@ class Relays:
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "lightrelay", "serve", "--port", str(port),
                                      "--workers", str(workers)], env=env, cwd=self._tmp, stdout=out,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         relay = RelayProcess(url=f"http://127.0.0.1:{port}", proc=proc, log=log, env=env)
         self.running.append(relay)
         return relay
@@ -214,10 +215,19 @@ class Relays:
         return done.stdout
 
     def stop_all(self) -> None:
+        """Stop every relay and its workers (a process group each: killing only the uvicorn supervisor
+        would leave its workers running, holding database connections)."""
         for relay in self.running:
-            if relay.proc.poll() is None:
-                relay.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(relay.proc.pid, signal.SIGTERM)
+        for relay in self.running:
+            try:
                 relay.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(relay.proc.pid, signal.SIGKILL)
+            relay.proc.wait(5)
 
 
 async def wait_ready(relay: RelayProcess, *, timeout: float = 30) -> None:
