@@ -44,8 +44,8 @@ async def test_usage_writes_per_second_are_bounded_on_postgresql(pg: Database, s
 async def test_sigterm_loses_no_usage_row(pg: Database, redis_prefix, relays: Relays, mock_upstream):
     await pg.channel("mock", mock_upstream.base_url, MODEL)
     # a flush interval far longer than the test: every row is still queued when SIGTERM arrives
-    relay = await relays.start(database_url=pg.url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
-                               usage_flush_seconds=60)
+    relay = await relays.start(workers=2, database_url=pg.url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+                               usage_flush_seconds=60)  # `serve --workers 2`: the supervisor passes SIGTERM on
     token = await pg.user("term@example.com", limit=150)
     async with aiohttp.ClientSession() as http:
         statuses = await asyncio.gather(*(light_call(http, relay.url, token) for _ in range(200)))
