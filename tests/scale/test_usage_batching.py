@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import aiohttp
+import pytest
 
 from tests.scale.conftest import REDIS_URL, Database, Relays, light_call
 
@@ -20,9 +21,12 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-async def test_usage_writes_per_second_are_bounded_on_postgresql(pg: Database, start_relay, mock_upstream, http):
+@pytest.mark.parametrize("counter", ["sql", "redis"])
+async def test_usage_writes_per_second_are_bounded_on_postgresql(counter, pg: Database, redis_prefix, start_relay,
+                                                                 mock_upstream, http):
     flush = 0.25
-    relay = await start_relay(database_url=pg.url, usage_flush_seconds=flush, usage_batch_size=5000)
+    extra = {"redis_url": REDIS_URL, "redis_prefix": redis_prefix} if counter == "redis" else {}
+    relay = await start_relay(database_url=pg.url, usage_flush_seconds=flush, usage_batch_size=5000, **extra)
     await relay.channel("mock", mock_upstream.base_url, MODEL)
     token = await pg.user("load@example.com", limit=None)
     calls, started = 0, time.monotonic()
@@ -37,7 +41,7 @@ async def test_usage_writes_per_second_are_bounded_on_postgresql(pg: Database, s
     writes, rows = _metric(text, "lightrelay_usage_writes_total"), _metric(text, "lightrelay_usage_rows_written_total")
     assert rows == calls == await pg.scalar("SELECT count(*) FROM usage")
     assert writes <= elapsed / flush + 3, (writes, elapsed)  # one write per flush interval, not one per call
-    print(f"\n{calls} calls in {elapsed:.1f}s ({calls / elapsed:.0f}/s): {writes:.0f} usage write transactions "
+    print(f"\n{counter} counter: {calls} calls in {elapsed:.1f}s ({calls / elapsed:.0f}/s): {writes:.0f} usage write transactions "
           f"({writes / elapsed:.1f}/s)")
 
 
