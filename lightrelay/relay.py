@@ -76,8 +76,10 @@ class Relay:
         self._idle.set()
 
     # -- admit ---------------------------------------------------------------
-    async def admit(self, req: ChatRequest) -> Ticket:
-        principal = await self.auth.principal(req.token)
+    async def admit(self, req: ChatRequest, *, principal: Principal | None = None) -> Ticket:
+        """Admit a call; ``principal`` is given when the caller is already known (a console session)."""
+        if principal is None:
+            principal = await self.auth.principal(req.token)
         if req.model.startswith(self._gpt4_prefix) and not principal.gpt4:
             raise Forbidden(f"此账号没有 {req.model} 的使用权限（需要 GPT-4 权限）",
                             f"this account may not use {req.model} (GPT-4 access needed)",

@@ -33,9 +33,12 @@ def error_object(exc: RelayError, lang: str) -> dict[str, Any]:
 
 
 def info(ticket: Ticket) -> dict[str, Any]:
+    """The quota ``info`` object; ``token`` only when the caller sent one (not for console sessions)."""
     p, c = ticket.principal, ticket.charge
-    return {"token": ticket.request.token, "numOfOneDayCanCallApi": p.daily_limit,
-            "numOfOneDayAlreadyCallApi": c.count, "apiDate": c.day, "isHasGPT4Auth": p.gpt4}
+    out = {"token": ticket.request.token} if ticket.request.token is not None else {}
+    out.update(numOfOneDayCanCallApi=p.daily_limit, numOfOneDayAlreadyCallApi=c.count, apiDate=c.day,
+               isHasGPT4Auth=p.gpt4)
+    return out
 
 
 def bearer(request: Request) -> str | None:
@@ -70,11 +73,11 @@ async def create_chat_completion(request: Request) -> Response:
         return light_error(internal(exc), lang)
     headers = {**CORS, "cache-control": "no-cache", "x-accel-buffering": "no"}
     abort = frame({"error": error_object(RelayStream.SHUTTING_DOWN, lang)})
-    return LiveStream(_light_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers,
+    return LiveStream(light_stream_body(stream, lang), media_type="text/event-stream; charset=utf-8", headers=headers,
                       stream=stream, abort=abort)
 
 
-async def _light_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
+async def light_stream_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
     ticket = stream.ticket
     yield frame({"id": stream.id, "object": "chat.completion.chunk", "model": ticket.request.model,
                  "created": stream.created, "info": info(ticket)})

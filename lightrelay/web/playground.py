@@ -10,9 +10,6 @@ usage or error frame.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import Response
@@ -20,28 +17,15 @@ from starlette.routing import BaseRoute, Route
 
 from lightrelay.errors import Forbidden, RelayError
 from lightrelay.http.io import LiveStream, read_json
-from lightrelay.http.light import frame
+from lightrelay.http.light import light_stream_body
 from lightrelay.http.render import light_error
 from lightrelay.http.schemas import LightBody, check_messages, validate
-from lightrelay.relay import ChatRequest, RelayStream
+from lightrelay.relay import ChatRequest
 from lightrelay.services.accounts import Principal
 from lightrelay.web.console import Console, Ctx
 from lightrelay.web.me import today
 
 DOOR = "console"
-
-
-class SessionAuth:
-    """Stands in for the token authenticator: the caller is the session's account."""
-
-    def __init__(self, principal: Principal) -> None:
-        self._principal = principal
-
-    async def principal(self, token: str | None) -> Principal:
-        return self._principal
-
-    def invalidate(self) -> None:
-        pass
 
 
 def principal_of(account: dict[str, Any]) -> Principal:
@@ -71,14 +55,12 @@ def routes(console: Console) -> list[BaseRoute]:
             req = ChatRequest(door=DOOR, token=None, model=body.model or state.settings.default_model,
                               messages=check_messages(body.messages, state.settings.max_messages),
                               params=body.params.upstream(), stream=True, include_usage=True)
-            relay = copy.copy(state.relay)  # the same router, quota and recorder; the session as the caller
-            relay.auth = SessionAuth(principal_of(ctx.account or {}))
-            ticket = await relay.admit(req)
-            stream = await relay.open_stream(ticket)
+            ticket = await state.relay.admit(req, principal=principal_of(ctx.account or {}))
+            stream = await state.relay.open_stream(ticket)
         except RelayError as exc:
             return console.finish(ctx, light_error(exc, lang))
         headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
-        return console.finish(ctx, LiveStream(_body(stream, lang), media_type="text/event-stream; charset=utf-8",
+        return console.finish(ctx, LiveStream(light_stream_body(stream, lang), media_type="text/event-stream; charset=utf-8",
                                               headers=headers))
 
     return [
@@ -86,22 +68,3 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/console/api/chat", chat, methods=["POST"]),
     ]
 
-
-async def _body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
-    ticket = stream.ticket
-    p, c = ticket.principal, ticket.charge
-    yield frame({"id": stream.id, "model": ticket.request.model, "created": stream.created,
-                 "info": {"numOfOneDayCanCallApi": p.daily_limit, "numOfOneDayAlreadyCallApi": c.count,
-                          "apiDate": c.day, "isHasGPT4Auth": p.gpt4}})
-    try:
-        async with contextlib.aclosing(stream.chunks()) as chunks:
-            async for chunk in chunks:
-                for choice in chunk.get("choices") or ():
-                    if choice.get("index", 0) == 0:
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            yield text.encode()
-    except RelayError as exc:
-        yield frame({"error": {"message": exc.message_for(lang), "type": exc.type, "code": exc.code}})
-        return
-    yield frame({"usage": stream.totals(), "finish_reason": stream.finish_reason or "stop"})
