@@ -19,17 +19,16 @@ MIGRATION_LOCK = 7_405_551  # arbitrary advisory lock key
 
 
 def _run(connection) -> None:  # noqa: ANN001
-    postgres = connection.dialect.name == "postgresql"
-    if postgres:
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
-    try:
-        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
-    finally:
-        if postgres:
-            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
-            connection.commit()
+    if connection.dialect.name == "postgresql":
+        # A transaction-level lock, held until the migrations are committed: a concurrent start waits,
+        # then finds the new schema. (A session lock released before the commit let a second starter
+        # in while the first one's tables were still invisible to it.)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    if connection.in_transaction():
+        connection.commit()
 
 
 async def _main() -> None:
