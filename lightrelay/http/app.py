@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,8 @@ from lightrelay.db.engine import make_engine, migrate
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.http import admin_api, health, light, openai
 from lightrelay.http.guard import MemoryStrikes, TokenGuard
+from lightrelay.http.hotpaths import HotPaths
+from lightrelay.http.ids import RequestIds
 from lightrelay.http.openapi import openapi_json
 from lightrelay.http.render import CORS
 from lightrelay.metrics import Metrics
@@ -61,6 +63,7 @@ class State:
     metrics: Metrics
     redis: RedisLink | None = None  # set when LIGHTRELAY_REDIS_URL is
     local: Any = None  # the built-in LocalProvider, made on first use
+    request_ids: RequestIds = field(default_factory=RequestIds)
 
     async def reload_channels(self) -> None:
         for stale in self.router.load(await load_channels(self.engine)):
@@ -167,11 +170,17 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+DOORS = {
+    ("POST", "/api/light/chat/createChatCompletion"): light.create_chat_completion,
+    ("POST", "/v1/chat/completions"): openai.chat_completions,
+}
+
+
+def create_app(settings: Settings | None = None) -> HotPaths:
+    """The relay as an ASGI app: the chat doors on the hot path, everything else through Starlette."""
     settings = settings or load_settings()
-    routes = [
-        Route("/api/light/chat/createChatCompletion", light.create_chat_completion, methods=["POST"]),
-        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+    routes = [Route(path, endpoint, methods=[method]) for (method, path), endpoint in DOORS.items()]
+    routes += [
         Route("/v1/models", openai.list_models, methods=["GET"]),
         Route("/api/light/chat/createChatCompletion", preflight, methods=["OPTIONS"]),
         Route("/v1/{path:path}", preflight, methods=["OPTIONS"]),
@@ -185,9 +194,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.token_guard = TokenGuard(MemoryStrikes.from_spec(settings.rate_bad_token))
-    return app
+    return HotPaths(app, DOORS)
 
 
-def app_factory() -> Starlette:
+def app_factory() -> HotPaths:
     """Entry point for ``uvicorn --factory`` (each worker process builds its own app)."""
     return create_app()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,7 +40,7 @@ def rate_headers(ticket: Ticket, request_id: str, clock) -> dict[str, str]:  # n
 async def chat_completions(request: Request) -> Response:
     state = request.app.state.lr
     lang = lang_of(request)
-    request_id = f"req_{uuid.uuid4().hex}"
+    request_id = state.request_ids.next()
     try:
         data = check_count(await read_json(request, state.settings.max_body_bytes), state.settings.max_messages)
         body = validate(OpenAIBody, data)

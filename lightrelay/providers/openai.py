@@ -70,12 +70,18 @@ class OpenAIProvider:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self.timeouts = timeouts
+        self._default_timeout = self._make_timeout(timeouts.total)  # built once, not per call
 
-    def _timeout(self, call: ChatCall, stream: bool) -> aiohttp.ClientTimeout:
+    def _make_timeout(self, total: float) -> aiohttp.ClientTimeout:
         t = self.timeouts
         # sock_read bounds the wait for the headers and each read of a whole body; a stream lifts it
         # once the headers are in and times its own reads (first event, then idle gaps).
-        return aiohttp.ClientTimeout(total=call.timeout or t.total, connect=t.connect, sock_read=t.first_byte)
+        return aiohttp.ClientTimeout(total=total, connect=t.connect, sock_read=t.first_byte)
+
+    def _timeout(self, call: ChatCall, stream: bool) -> aiohttp.ClientTimeout:
+        if call.timeout is None or call.timeout == self.timeouts.total:
+            return self._default_timeout
+        return self._make_timeout(call.timeout)
 
     async def _post(self, call: ChatCall, body: dict[str, Any], *, stream: bool = False) -> aiohttp.ClientResponse:
         try:

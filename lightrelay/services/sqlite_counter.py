@@ -32,30 +32,27 @@ _GET = "SELECT count FROM daily_counts WHERE account_id = ? AND day = ?"
 class SqliteCounter:
     def __init__(self, path: str) -> None:
         self._path = path
-        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._pending: list[tuple[Any, ...]] = []
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
-    # -- the async side ------------------------------------------------------
+    # -- the async side (event loop thread) -------------------------------------
     async def _ask(self, *job: Any) -> Any:
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="quota-writer", daemon=True)
-                    self._thread.start()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((loop, future, *job))
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if job[0] == "incr":  # the caller is gone: undo the charge if it was made
-                future.add_done_callback(lambda f: self._undo(f, job[1], job[2]))
-            raise
+        self._pending.append((loop, future, *job))
+        if len(self._pending) == 1:  # hand the thread one batch per loop iteration, not one job per call
+            loop.call_soon(self._hand_off)
+        return await future
 
-    def _undo(self, future: asyncio.Future, account_id: int, day: str) -> None:
-        if not future.cancelled() and future.exception() is None and future.result() is not None:
-            self._jobs.put((future.get_loop(), future.get_loop().create_future(), "decr", account_id, day))
+    def _hand_off(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="quota-writer", daemon=True)
+            self._thread.start()
+        self._jobs.put(batch)
 
     async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
         """Add one call unless that would pass ``limit``; the new count, or None if refused."""
@@ -68,10 +65,20 @@ class SqliteCounter:
         return await self._ask("get", account_id, day)
 
     async def close(self) -> None:
+        self._hand_off()
         if self._thread is not None:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+
+    def _settle_all(self, results: list[tuple[tuple[Any, ...], Any]]) -> None:
+        for (loop, future, op, account_id, day, *_), result in results:
+            if not future.done():
+                future.set_result(result)
+            elif op == "incr" and result is not None:  # the caller was cancelled meanwhile: undo its charge
+                self._pending.append((loop, loop.create_future(), "decr", account_id, day))
+                if len(self._pending) == 1:
+                    loop.call_soon(self._hand_off)
 
     # -- the writer thread ---------------------------------------------------
     def _run(self) -> None:
@@ -81,19 +88,18 @@ class SqliteCounter:
         db.execute("PRAGMA busy_timeout=30000")
         try:
             while True:
-                first = self._jobs.get()
-                if first is None:
+                batch = self._jobs.get()
+                if batch is None:
                     return
-                batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:
-                        job = self._jobs.get_nowait()
+                        more = self._jobs.get_nowait()
                     except queue.Empty:
                         break
-                    if job is None:
+                    if more is None:
                         self._jobs.put(None)  # stop after this batch
                         break
-                    batch.append(job)
+                    batch += more
                 self._commit(db, batch)
         finally:
             db.close()
@@ -125,12 +131,12 @@ class SqliteCounter:
                 except RuntimeError:  # that loop is closed
                     pass
             return
-        by_loop: dict[Any, list[tuple[asyncio.Future, Any]]] = {}
-        for (loop, future, *_), result in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, result))
+        by_loop: dict[Any, list[tuple[tuple[Any, ...], Any]]] = {}
+        for job, result in zip(batch, results, strict=True):
+            by_loop.setdefault(job[0], []).append((job, result))
         for loop, pairs in by_loop.items():  # one wake-up of each event loop per batch
             try:
-                loop.call_soon_threadsafe(_settle_all, pairs)
+                loop.call_soon_threadsafe(self._settle_all, pairs)
             except RuntimeError:  # that loop is closed: nobody waits any more
                 pass
 
@@ -142,8 +148,3 @@ def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> N
         else:
             future.set_result(result)
 
-
-def _settle_all(pairs: list[tuple[asyncio.Future, Any]]) -> None:
-    for future, result in pairs:
-        if not future.done():
-            future.set_result(result)
