@@ -89,6 +89,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     migrate_sync(settings)  # once, before any worker starts
+    # The quota writer and usage threads share the GIL with the event loop: hand it back within
+    # 0.5 ms instead of Python's default 5 ms, which otherwise shows up as a 5 ms tail on calls.
+    sys.setswitchinterval(0.0005)
     if workers > 1:  # metrics from every worker, summed on any worker's /metrics
         _prometheus_multiproc_dir(settings)
     uvicorn.run(

@@ -24,7 +24,7 @@ import logging
 from datetime import timedelta
 
 from redis.exceptions import NoScriptError, RedisError
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,6 +32,7 @@ from lightrelay.clock import Clock
 from lightrelay.db.models import daily_counts
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.errors import Unavailable
+from lightrelay.services.quota import SqlCounter
 
 log = logging.getLogger("lightrelay.quota")
 MIRROR_LOCK = 7_405_552  # PostgreSQL advisory lock: one mirror flush at a time, so writes keep Redis's order
@@ -65,6 +66,7 @@ class RedisCounter:
         self._link = link
         self._redis = link.client
         self._engine = engine
+        self._sql = SqlCounter(engine)  # reads the mirrored count
         self._clock = clock
         self._fail_open = fail_open
         self._flush_seconds = flush_seconds
@@ -138,12 +140,7 @@ class RedisCounter:
         return await self._stored(account_id, day)
 
     async def _stored(self, account_id: int, day: str) -> int:
-        col = daily_counts.c
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(
-                select(col.count).where(col.account_id == account_id, col.day == day)
-            )).first()
-        return row[0] if row else 0
+        return await self._sql.get(account_id, day)
 
     # -- the mirror in the database ------------------------------------------------
     def start(self) -> None:

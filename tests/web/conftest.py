@@ -35,12 +35,7 @@ class Page:
 
     async def get(self, path: str, **kw: Any) -> str:
         async with self.session.get(self.base + path, allow_redirects=kw.pop("allow_redirects", True), **kw) as r:
-            self.status, self.text = r.status, await r.text()
-            self.headers = r.headers
-        found = re.search(r'<meta name="csrf-token" content="([^"]*)"', self.text)
-        if found:
-            self.csrf = found.group(1)
-        return self.text
+            return await self._read(r)
 
     async def post(self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True, **kw: Any) -> str:
         data = dict(data or {})
@@ -48,8 +43,12 @@ class Page:
             data.setdefault("csrf", self.csrf)
         async with self.session.post(self.base + path, data=data, allow_redirects=kw.pop("allow_redirects", True),
                                      **kw) as r:
-            self.status, self.text = r.status, await r.text()
-            self.headers = r.headers
+            return await self._read(r)
+
+    async def _read(self, r: aiohttp.ClientResponse) -> str:
+        """Keep the response's status, text and headers, and the page's CSRF token if it has one."""
+        self.status, self.text = r.status, await r.text()
+        self.headers = r.headers
         found = re.search(r'<meta name="csrf-token" content="([^"]*)"', self.text)
         if found:
             self.csrf = found.group(1)
