@@ -238,8 +238,14 @@ def channel() -> None:
 @click.option("--weight", type=click.IntRange(1, 10_000), default=1, show_default=True)
 @click.option("--type", "type_", type=click.Choice(["openai", "local"]), default="openai", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 86_400), default=None, help="total seconds per call")
+@click.option("--connect-timeout", type=click.FloatRange(0.1, 3600), default=None, help="seconds to connect")
+@click.option("--first-byte-timeout", type=click.FloatRange(0.1, 3600), default=None,
+              help="seconds until the reply (a stream's first event) starts; then the next channel is tried")
+@click.option("--idle-timeout", type=click.FloatRange(0.1, 3600), default=None,
+              help="seconds a stream may go quiet between events")
 def channel_add(name: str, base_url: str, api_key: str | None, models: str, priority: int, weight: int,
-                type_: str, timeout: float | None) -> None:
+                type_: str, timeout: float | None, connect_timeout: float | None,
+                first_byte_timeout: float | None, idle_timeout: float | None) -> None:
     """Add an upstream channel."""
     from lightrelay.security import KeyBox
     from lightrelay.services import channels
@@ -247,7 +253,9 @@ def channel_add(name: str, base_url: str, api_key: str | None, models: str, prio
     async def go(settings: Settings, engine) -> None:  # noqa: ANN001
         await channels.add_channel(engine, KeyBox(settings.secret()), name=name, base_url=base_url,
                                    api_key=api_key, models=channels.parse_models(models), type=type_,
-                                   priority=priority, weight=weight, timeout=timeout)
+                                   priority=priority, weight=weight, timeout=timeout,
+                                   connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout,
+                                   idle_timeout=idle_timeout)
 
     _run(go, notify="channels")
     click.echo(f"added channel {name}")

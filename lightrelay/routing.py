@@ -78,7 +78,8 @@ class Router:
                             "enabled": True, "timeout": None}]
         channels, providers = [], {}
         for r in rows:
-            sig = (r["type"], r["base_url"], r["api_key_enc"], r["timeout"])
+            sig = (r["type"], r["base_url"], r["api_key_enc"], r["timeout"], r.get("connect_timeout"),
+                   r.get("first_byte_timeout"), r.get("idle_timeout"))
             provider = self._providers.get(r["name"]) if self._signature.get(r["name"]) == sig else None
             if provider is None and r["enabled"]:
                 provider = self._make_provider(r)

@@ -141,3 +141,19 @@ async def test_local_is_default_only_without_channels(start_relay):
     assert {r.channel for r in relay.lr.router.routes("gpt-4")} == {"builtin-local"}
     await relay.channel("up", "http://127.0.0.1:9/v1", "other-model")
     assert relay.lr.router.models() == ["other-model"]
+
+
+async def test_per_channel_first_byte_timeout_fails_over_fast(start_relay, upstream, http):
+    import time
+
+    relay = await start_relay(upstream_first_byte_timeout=60)  # the relay default is long
+    async with MockUpstream() as good:
+        await relay.channel("stalls", upstream.base_url, "gpt-3.5-turbo-1106=stall", priority=5,
+                            first_byte_timeout=0.3)
+        await relay.channel("good", good.base_url, "gpt-3.5-turbo-1106", priority=1)
+        token = await relay.user("pct@example.com")
+        started = time.perf_counter()
+        status, body = await relay.light(http, {"token": token, "messages": MSG})
+        assert status == 200 and body["data"]["completion"]["choices"][0]["message"]["content"] == "echo: hi"
+        assert time.perf_counter() - started < 10  # the channel's 0.3 s, not the relay's 60 s
+        assert len(upstream.requests) == 1 and len(good.requests) == 1

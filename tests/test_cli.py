@@ -59,12 +59,15 @@ async def test_user_token_channel_usage_chat(relay, upstream):
     assert code != 0 and "no account" in err
 
     await cli(relay, "channel", "add", "mock", "--base-url", upstream.base_url, "--api-key", "sk-upstream-abcdef123456",
-              "--models", "gpt-3.5-turbo-1106,my-alias=gpt-x", "--priority", "3")
+              "--models", "gpt-3.5-turbo-1106,my-alias=gpt-x", "--priority", "3", "--first-byte-timeout", "7.5")
     _, out, _ = await cli(relay, "channel", "list")
     assert "mock" in out and "my-alias=gpt-x" in out and "prio=3" in out
     assert "sk-upstream-abcdef123456" not in out and "3456" in out  # masked
     code, _, err = await cli(relay, "channel", "add", "bad", "--base-url", "ftp://x", "--models", "a", ok=False)
     assert code != 0 and "http" in err
+    from lightrelay.services.channels import get_channel
+
+    assert (await get_channel(relay.lr.engine, name="mock"))["first_byte_timeout"] == 7.5
     _, out, _ = await cli(relay, "channel", "test", "mock")
     assert out.startswith("ok: mock answered in") and "echo: Say hi." in out
     assert upstream.requests[-1].headers["Authorization"] == "Bearer sk-upstream-abcdef123456"

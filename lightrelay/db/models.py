@@ -60,6 +60,9 @@ channels = Table(
     Column("weight", Integer, nullable=False, default=1),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("timeout", Float),  # total seconds; NULL = relay default
+    Column("connect_timeout", Float),  # seconds; NULL = LIGHTRELAY_UPSTREAM_CONNECT_TIMEOUT
+    Column("first_byte_timeout", Float),  # seconds; NULL = LIGHTRELAY_UPSTREAM_FIRST_BYTE_TIMEOUT
+    Column("idle_timeout", Float),  # seconds between stream events; NULL = LIGHTRELAY_UPSTREAM_IDLE_TIMEOUT
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

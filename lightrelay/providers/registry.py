@@ -24,8 +24,10 @@ def build_provider(row: dict[str, Any], *, settings: Settings, session: aiohttp.
                    keybox: KeyBox, local: Callable[[], Provider]) -> Provider:
     if row["type"] == "local":
         return local()
-    timeouts = Timeouts(connect=settings.upstream_connect_timeout, first_byte=settings.upstream_first_byte_timeout,
-                        idle=settings.upstream_idle_timeout, total=row["timeout"] or settings.upstream_total_timeout)
+    timeouts = Timeouts(connect=row.get("connect_timeout") or settings.upstream_connect_timeout,
+                        first_byte=row.get("first_byte_timeout") or settings.upstream_first_byte_timeout,
+                        idle=row.get("idle_timeout") or settings.upstream_idle_timeout,
+                        total=row["timeout"] or settings.upstream_total_timeout)
     return OpenAIProvider(session, base_url=row["base_url"], api_key=keybox.open(row["api_key_enc"]),
                           timeouts=timeouts)
 

@@ -50,7 +50,8 @@ def _check(*, type: str, base_url: str, weight: int) -> None:
 async def add_channel(
     engine: AsyncEngine, keybox: KeyBox, *, name: str, base_url: str = "", api_key: str | None = None,
     models: dict[str, str], type: str = "openai", priority: int = 0, weight: int = 1,
-    timeout: float | None = None, enabled: bool = True,
+    timeout: float | None = None, enabled: bool = True, connect_timeout: float | None = None,
+    first_byte_timeout: float | None = None, idle_timeout: float | None = None,
 ) -> int:
     """Add a channel; returns its id."""
     name = name.strip()
@@ -62,6 +63,7 @@ async def add_channel(
             result = await conn.execute(channels.insert().values(
                 name=name, type=type, base_url=base_url.rstrip("/"), api_key_enc=keybox.seal(api_key),
                 models=models, priority=priority, weight=weight, enabled=enabled, timeout=timeout,
+                connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout, idle_timeout=idle_timeout,
                 created_at=utcnow(),
             ))
             return result.inserted_primary_key[0]
