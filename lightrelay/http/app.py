@@ -40,7 +40,7 @@ from lightrelay.services.auth import Authenticator
 from lightrelay.services.channels import load_channels
 from lightrelay.services.quota import Quota, SqlCounter
 from lightrelay.services.redis_quota import RedisCounter
-from lightrelay.services.sqlite_counter import SqliteCounter
+from lightrelay.services.sqlite_writer import SqliteWriter
 from lightrelay.services.usage import UsageRecorder
 from lightrelay.settings import Settings, load_settings
 from lightrelay.web import console_routes
@@ -80,12 +80,14 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     engine = make_engine(settings)
     clock = Clock(settings.tz)
     metrics = Metrics(multiproc_dir=settings.prometheus_multiproc_dir)
+    # SQLite: one writer thread takes the quota reservations and the usage batches off the event loop
+    sqlite_writer = SqliteWriter(engine.url.database) if engine.dialect.name == "sqlite" else None
     recorder = UsageRecorder(engine, flush_seconds=settings.usage_flush_seconds,
                              batch_size=settings.usage_batch_size, on_record=metrics.observe,
-                             on_write=metrics.wrote_usage)
+                             on_write=metrics.wrote_usage,
+                             writer=sqlite_writer.insert_usage if sqlite_writer else None)
     link: RedisLink | None = None
-    counter: SqlCounter | SqliteCounter | RedisCounter = (
-        SqliteCounter(engine.url.database) if engine.dialect.name == "sqlite" else SqlCounter(engine))
+    counter: SqlCounter | SqliteWriter | RedisCounter = sqlite_writer or SqlCounter(engine)
     if settings.redis_url:  # several processes: Redis counts, and broadcasts invalidations
         link = RedisLink(settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout,
                          on_state=lambda up: metrics.backend_up.labels("redis").set(int(up)))
@@ -156,8 +158,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if link is not None and isinstance(counter, RedisCounter):
             await counter.close()
             await link.close()
-        if isinstance(counter, SqliteCounter):
-            await counter.close()
+        if sqlite_writer is not None:
+            await sqlite_writer.close()
         metrics.close()
         for provider in router.providers():
             await provider.close()

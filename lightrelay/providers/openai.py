@@ -126,6 +126,7 @@ class OpenAIProvider:
             resp.connection.protocol.read_timeout = None  # timed below instead
         first_by = asyncio.get_running_loop().time() + self.timeouts.first_byte
         buf = bytearray()
+        done = False
         try:
             while True:
                 end = buf.find(b"\n")
@@ -148,6 +149,7 @@ class OpenAIProvider:
                     continue  # blank separators, comments, event: lines
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
+                    done = True
                     return
                 try:
                     chunk = orjson.loads(payload)
@@ -162,7 +164,12 @@ class OpenAIProvider:
                 first_by = 0.0
                 yield chunk
         finally:
-            resp.close()
+            # a finished stream hands its connection back to the pool (aiohttp closes it if the body
+            # was not read to the end); anything else drops it, which also cancels the upstream call
+            if done:
+                resp.release()
+            else:
+                resp.close()
 
     async def close(self) -> None:
         """The session is owned by the app, not by one provider."""

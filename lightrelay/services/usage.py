@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import Integer, func, select
@@ -22,8 +22,10 @@ log = logging.getLogger("lightrelay.usage")
 class UsageRecorder:
     def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.5, batch_size: int = 500,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
-                 on_write: Callable[[int, int], None] | None = None) -> None:
+                 on_write: Callable[[int, int], None] | None = None,
+                 writer: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None) -> None:
         self._engine = engine
+        self._writer = writer  # SQLite: the writer thread's insert_usage; else SQLAlchemy here
         self._on_record = on_record  # metrics: sees every row as it is queued
         self._on_write = on_write  # metrics: (rows written, rows still queued) after each write
         self._flush_seconds = flush_seconds
@@ -66,8 +68,11 @@ class UsageRecorder:
             batch, self._rows = self._rows[:size], self._rows[size:]
             pending -= size
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(usage.insert(), batch)
+                if self._writer is not None:
+                    await self._writer(batch)
+                else:
+                    async with self._engine.begin() as conn:
+                        await conn.execute(usage.insert(), batch)
                 if self._on_write is not None:
                     self._on_write(len(batch), len(self._rows))
             except Exception:  # keep the rows; try again on the next tick

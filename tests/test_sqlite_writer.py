@@ -7,7 +7,7 @@ import asyncio
 
 from lightrelay.db.engine import migrate
 from lightrelay.services import accounts
-from lightrelay.services.sqlite_counter import SqliteCounter
+from lightrelay.services.sqlite_writer import SqliteWriter
 from tests.conftest import make_settings
 
 
@@ -24,7 +24,7 @@ async def _db(tmp_path):
 
 async def test_two_writers_on_one_file_stay_exact(tmp_path):
     path = await _db(tmp_path)
-    a, b = SqliteCounter(path), SqliteCounter(path)  # two connections, as two processes would have
+    a, b = SqliteWriter(path), SqliteWriter(path)  # two connections, as two processes would have
     results = await asyncio.gather(*((a if i % 2 else b).incr(1, "2030-01-01", 10) for i in range(200)))
     admitted = sorted(r for r in results if r is not None)
     assert admitted == list(range(1, 11))
@@ -37,7 +37,7 @@ async def test_two_writers_on_one_file_stay_exact(tmp_path):
 
 async def test_cancelled_reservation_is_undone(tmp_path):
     path = await _db(tmp_path)
-    counter = SqliteCounter(path)
+    counter = SqliteWriter(path)
     task = asyncio.create_task(counter.incr(1, "2030-01-01", 10))
     await asyncio.sleep(0)  # queued, maybe written
     task.cancel()

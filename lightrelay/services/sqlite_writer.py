@@ -1,13 +1,17 @@
-"""Daily counts on SQLite, group-committed by one writer thread.
+"""The SQLite writer: one thread, one plain ``sqlite3`` connection, group commits.
 
-The same conditional UPDATE as ``SqlCounter`` (``count = count + 1 WHERE count <
-limit``), so it stays exact, also across processes sharing the file; but instead
-of one SQLAlchemy/aiosqlite transaction per call (about a millisecond of thread
-hops), calls that arrive together are written in one ``BEGIN IMMEDIATE … COMMIT``
-by a dedicated thread with a plain ``sqlite3`` connection. A reservation is
-answered only after its transaction committed, so a crash never loses a charge.
-(WAL with synchronous=NORMAL: durable when the process dies; an OS crash may lose
-the last commits.)
+Daily counts: the same conditional UPDATE as ``SqlCounter`` (``count = count + 1
+WHERE count < limit``), so it stays exact, also across processes sharing the file;
+but instead of one SQLAlchemy/aiosqlite transaction per call (about a millisecond of
+thread hops), reservations made in the same event-loop iteration are written in one
+``BEGIN IMMEDIATE … COMMIT``. A reservation is answered only after its transaction
+committed, so a crash never loses a charge. (WAL with synchronous=NORMAL: durable
+when the process dies; an OS crash may lose the last commits.)
+
+Usage rows: the recorder's batches are inserted here too, in their own transaction,
+so the event loop never spends time binding thousands of parameters.
+
+One writer serves one event loop (the app's).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import sqlite3
 import threading
 from typing import Any
 
+from lightrelay.db.models import usage
+
 log = logging.getLogger("lightrelay.quota")
 
 MAX_BATCH = 512
@@ -27,9 +33,17 @@ _INCR = ("UPDATE daily_counts SET count = count + 1 WHERE account_id = ? AND day
          "AND (? IS NULL OR count < ?) RETURNING count")
 _DECR = "UPDATE daily_counts SET count = count - 1 WHERE account_id = ? AND day = ? AND count > 0"
 _GET = "SELECT count FROM daily_counts WHERE account_id = ? AND day = ?"
+_USAGE_COLUMNS = [c.name for c in usage.columns if c.name != "id"]
+_USAGE_INSERT = (f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' for _ in _USAGE_COLUMNS)})")
+SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite (UTC here)
 
 
-class SqliteCounter:
+def _usage_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[c].strftime(SQLITE_DATETIME) if c == "created_at" else row.get(c) for c in _USAGE_COLUMNS)
+
+
+class SqliteWriter:
     def __init__(self, path: str) -> None:
         self._path = path
         self._jobs: queue.SimpleQueue[list[tuple[Any, ...]] | None] = queue.SimpleQueue()
@@ -63,6 +77,10 @@ class SqliteCounter:
 
     async def get(self, account_id: int, day: str) -> int:
         return await self._ask("get", account_id, day)
+
+    async def insert_usage(self, rows: list[dict[str, Any]]) -> None:
+        """Write usage rows (the recorder's batch) in one transaction of their own."""
+        await self._ask("usage", None, None, rows)
 
     async def close(self) -> None:
         self._hand_off()
@@ -100,7 +118,12 @@ class SqliteCounter:
                         self._jobs.put(None)  # stop after this batch
                         break
                     batch += more
-                self._commit(db, batch)
+                counts = [job for job in batch if job[2] != "usage"]
+                if counts:
+                    self._commit(db, counts)
+                for job in batch:
+                    if job[2] == "usage":
+                        self._commit(db, [job])
         finally:
             db.close()
 
@@ -117,12 +140,15 @@ class SqliteCounter:
                 elif op == "decr":
                     db.execute(_DECR, (account_id, day))
                     results.append(None)
+                elif op == "usage":
+                    db.executemany(_USAGE_INSERT, [_usage_values(r) for r in rest[0]])
+                    results.append(None)
                 else:
                     row = db.execute(_GET, (account_id, day)).fetchone()
                     results.append(row[0] if row else 0)
             db.execute("COMMIT")
         except Exception as exc:  # nothing of this batch was written
-            log.exception("quota write failed")
+            log.exception("SQLite write failed (%s)", batch[0][2])
             if db.in_transaction:
                 db.execute("ROLLBACK")
             for loop, future, *_ in batch:
