@@ -25,7 +25,7 @@ from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.http import admin_api, health, light, openai
-from lightrelay.http.guard import MemoryStrikes, TokenGuard
+from lightrelay.http.guard import TokenGuard
 from lightrelay.http.hotpaths import HotPaths
 from lightrelay.http.ids import RequestIds
 from lightrelay.http.openapi import openapi_json
@@ -39,11 +39,12 @@ from lightrelay.security import KeyBox
 from lightrelay.services.auth import Authenticator
 from lightrelay.services.channels import load_channels
 from lightrelay.services.quota import Quota, SqlCounter
+from lightrelay.services.ratelimit import Window
 from lightrelay.services.redis_quota import RedisCounter
 from lightrelay.services.sqlite_writer import SqliteWriter
 from lightrelay.services.usage import UsageRecorder
 from lightrelay.settings import Settings, load_settings
-from lightrelay.web import console_routes
+from lightrelay.web import console_limits, console_routes
 
 log = logging.getLogger("lightrelay")
 CHANNEL_REFRESH_SECONDS = 3.0
@@ -139,6 +140,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         recorder.start()
         if link is not None and isinstance(counter, RedisCounter):
             await link.start(on_broadcast)
+            for window in app.state.rate_windows:
+                window.bind(link)
             counter.start()
         refresher = asyncio.create_task(refresh_forever(), name="channel-refresh")
         # Everything built so far lives as long as the process: keep it out of the garbage collector's
@@ -197,10 +200,13 @@ def create_app(settings: Settings | None = None) -> HotPaths:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/api/admin/channels/state", admin_api.channel_states, methods=["GET"]),
     ]
-    routes += console_routes(settings)
+    limits = console_limits(settings)
+    routes += console_routes(settings, limits)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    app.state.token_guard = TokenGuard(MemoryStrikes.from_spec(settings.rate_bad_token))
+    guard = TokenGuard(Window.from_spec("bad_token", settings.rate_bad_token))
+    app.state.token_guard = guard
+    app.state.rate_windows = [guard.strikes, *limits.values()]  # bound to Redis by the lifespan, if any
     return HotPaths(app, DOORS)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from lightrelay.services.ratelimit import Window
 from lightrelay.settings import Settings
 from lightrelay.web import admin, auth_pages, me, playground, usage_pages
 from lightrelay.web.console import Console
@@ -18,8 +19,15 @@ from lightrelay.web.console import Console
 STATIC = Path(__file__).parent / "static"
 
 
-def console_routes(settings: Settings) -> list[BaseRoute]:
-    console = Console(settings)
+def console_limits(settings: Settings) -> dict[str, Window]:
+    """The console's rate limits (the app binds them to Redis when it has one)."""
+    return {"login": Window.from_spec("login", settings.rate_login),
+            "register": Window.from_spec("register", settings.rate_register),
+            "mail": Window.from_spec("mail", settings.rate_mail)}
+
+
+def console_routes(settings: Settings, limits: dict[str, Window]) -> list[BaseRoute]:
+    console = Console(settings, limits)
     return [
         *auth_pages.routes(console),
         *me.routes(console),
@@ -30,4 +38,4 @@ def console_routes(settings: Settings) -> list[BaseRoute]:
     ]
 
 
-__all__ = ["console_routes"]
+__all__ = ["console_limits", "console_routes"]

@@ -34,7 +34,7 @@ async def send_code(console: Console, ctx: Ctx, *, email: str, purpose: str) -> 
     wait = await codes.wait_before_resend(email=email, purpose=purpose)
     if wait:
         raise Refused(429, "resend_wait", seconds=wait)
-    console.limit("mail", email)
+    await console.limit("mail", email)
     code = await codes.issue(email=email, purpose=purpose)
     minutes = console.settings.code_ttl_seconds // 60
     subject = ctx.t(f"mail_subject_{purpose}", code=code)
@@ -70,8 +70,8 @@ def routes(console: Console) -> list[BaseRoute]:
         data = await form(ctx.request)
         email, password = data.get("email", "").strip().lower(), data.get("password", "")
         next_url = safe_next(data.get("next"))
-        console.limit("login", "ip:" + client_ip(ctx))
-        console.limit("login", "email:" + email)
+        await console.limit("login", "ip:" + client_ip(ctx))
+        await console.limit("login", "email:" + email)
         try:
             account = await accounts.get_account(ctx.state.engine, email=email)
         except accounts.AccountError:
@@ -84,7 +84,7 @@ def routes(console: Console) -> list[BaseRoute]:
                                   error=ctx.t("account_disabled"), flash=None)
         if not account["active"]:
             return console.redirect(ctx, f"/verify?email={quote(email)}")
-        console.limits["login"].reset("email:" + email)
+        await console.limits["login"].reset("email:" + email)
         await start_session(ctx, account)
         return console.redirect(ctx, next_url)
 
@@ -110,7 +110,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if len(password) < MIN_PASSWORD:
             return console.render(ctx, "register.html", status=400, email=email,
                                   error=ctx.t("short_password", n=MIN_PASSWORD))
-        console.limit("register", client_ip(ctx))
+        await console.limit("register", client_ip(ctx))
         engine = ctx.state.engine
         try:
             existing = await accounts.get_account(engine, email=email)
@@ -211,7 +211,7 @@ def routes(console: Console) -> list[BaseRoute]:
         data = await form(ctx.request)
         account = ctx.account or {}
         if not security.verify_password(account.get("password_hash"), data.get("current", "")):
-            console.limit("login", "email:" + account["email"])
+            await console.limit("login", "email:" + account["email"])
             return console.render(ctx, "password.html", status=400, error=ctx.t("bad_current"), done=False)
         if len(data.get("password", "")) < MIN_PASSWORD:
             return console.render(ctx, "password.html", status=400, done=False,

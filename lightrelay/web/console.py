@@ -21,11 +21,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from lightrelay.http.render import JSON
 from lightrelay.services import accounts
+from lightrelay.services.ratelimit import Window
 from lightrelay.settings import Settings
 from lightrelay.web import i18n
 from lightrelay.web.codes import Codes
 from lightrelay.web.mailer import Mailer
-from lightrelay.web.ratelimit import Limiter, MemoryLimiter
 from lightrelay.web.sessions import PRE_COOKIE, SESSION_COOKIE, Signer, new_id, session_account
 
 log = logging.getLogger("lightrelay.console")
@@ -75,15 +75,11 @@ class Ctx:
 class Console:
     """Built once per app by ``console_routes(settings)``; handlers get it by closure."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limits: dict[str, Window]) -> None:
         self.settings = settings
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
-        self.limits: dict[str, Limiter] = {
-            "login": MemoryLimiter.from_spec(settings.rate_login),
-            "register": MemoryLimiter.from_spec(settings.rate_register),
-            "mail": MemoryLimiter.from_spec(settings.rate_mail),
-        }
+        self.limits = limits  # "login", "register", "mail": made by console_limits(), counted in Redis if any
         self.mailer = Mailer(smtp_url=settings.smtp_url, sender=settings.mail_from, outbox=settings.outbox_dir)
 
     @cached_property
@@ -114,8 +110,8 @@ class Console:
             ctx.pre_id, ctx.new_pre = new_id(), True
         return ctx
 
-    def limit(self, name: str, key: str) -> None:
-        wait = self.limits[name].hit(key)
+    async def limit(self, name: str, key: str) -> None:
+        wait = await self.limits[name].hit(key)
         if wait is not None:
             raise Refused(429, "rate_limited", seconds=wait)
 

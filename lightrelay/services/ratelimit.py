@@ -1,0 +1,134 @@
+"""Rate limits: at most ``limit`` events per ``window`` seconds for each key.
+
+One class serves every limit (console logins, sign-ups, codes mailed; unknown API
+tokens per address). In one process it counts in memory (a sliding window). Once
+``bind(link)`` gives it the relay's Redis link, it counts in Redis (a fixed window:
+``INCR`` + expiry), so every process and host sharing that Redis sees the same
+count. Limits protect; they do not bill: if Redis fails, the count falls back to
+this process's memory (logged once) rather than refusing everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from lightrelay.db.redis_link import RedisLink
+
+log = logging.getLogger("lightrelay.ratelimit")
+MAX_KEYS = 100_000
+
+
+def parse_rate(spec: str) -> tuple[int, float]:
+    """``"10/300"`` → (10 events, 300 seconds)."""
+    count, _, seconds = spec.partition("/")
+    return int(count), float(seconds or 60)
+
+
+class Window:
+    def __init__(self, name: str, limit: int, window: float) -> None:
+        self.name, self.limit, self.window = name, limit, window
+        self._hits: dict[str, deque[float]] = {}
+        self._link: RedisLink | None = None
+        self._warned = False
+
+    @classmethod
+    def from_spec(cls, name: str, spec: str) -> Window:
+        return cls(name, *parse_rate(spec))
+
+    def bind(self, link: RedisLink | None) -> None:
+        """Count in this Redis from now on (None: in memory)."""
+        self._link = link
+
+    # -- the API -----------------------------------------------------------------
+    async def wait(self, key: str) -> int | None:
+        """Seconds to wait while ``key`` is at the limit; None when it may go on. Records nothing."""
+        if self._link is not None:
+            try:
+                async with self._link.client.pipeline(transaction=False) as pipe:
+                    count, ttl_ms = await pipe.get(self._rkey(key)).pttl(self._rkey(key)).execute()
+                return self._over(int(count or 0), ttl_ms)
+            except RedisError as exc:
+                self._fallback(exc)
+        return self._memory_wait(key, time.monotonic())
+
+    async def add(self, key: str) -> None:
+        """Count one event for ``key``."""
+        if self._link is not None:
+            try:
+                await self._incr(key)
+                return
+            except RedisError as exc:
+                self._fallback(exc)
+        self._memory_add(key, time.monotonic())
+
+    async def hit(self, key: str) -> int | None:
+        """Count one attempt if ``key`` is under the limit; else the seconds to wait."""
+        if self._link is not None:
+            try:
+                count, ttl_ms = await self._incr(key)
+                return self._over(count - 1, ttl_ms)  # over when the attempts before this one filled it
+            except RedisError as exc:
+                self._fallback(exc)
+        now = time.monotonic()
+        wait = self._memory_wait(key, now)
+        if wait is None:
+            self._memory_add(key, now)
+        return wait
+
+    async def reset(self, key: str) -> None:
+        self._hits.pop(key, None)
+        if self._link is not None:
+            try:
+                await self._link.client.delete(self._rkey(key))
+            except RedisError as exc:
+                self._fallback(exc)
+
+    # -- Redis (fixed window) ----------------------------------------------------
+    def _rkey(self, key: str) -> str:
+        return f"{self._link.prefix}rl:{self.name}:{key}"  # type: ignore[union-attr]
+
+    async def _incr(self, key: str) -> tuple[int, int]:
+        rkey = self._rkey(key)
+        async with self._link.client.pipeline(transaction=True) as pipe:  # type: ignore[union-attr]
+            count, _, ttl_ms = await (pipe.incr(rkey).expire(rkey, math.ceil(self.window), nx=True)
+                                      .pttl(rkey).execute())
+        return int(count), int(ttl_ms)
+
+    def _over(self, count: int, ttl_ms: int) -> int | None:
+        if count < self.limit:
+            return None
+        return max(1, math.ceil(ttl_ms / 1000)) if ttl_ms and ttl_ms > 0 else 1
+
+    def _fallback(self, exc: RedisError) -> None:
+        if not self._warned:
+            log.warning("rate limit %s: Redis failed (%s); counting in this process meanwhile",
+                        self.name, type(exc).__name__)
+            self._warned = True
+
+    # -- memory (sliding window) -------------------------------------------------
+    def _live(self, key: str, now: float) -> deque[float] | None:
+        hits = self._hits.get(key)
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        return hits
+
+    def _memory_wait(self, key: str, now: float) -> int | None:
+        hits = self._live(key, now)
+        if hits is None or len(hits) < self.limit:
+            return None
+        return max(1, int(hits[0] + self.window - now) + 1)
+
+    def _memory_add(self, key: str, now: float) -> None:
+        hits = self._live(key, now)
+        if hits is None:
+            if len(self._hits) >= MAX_KEYS:
+                self._hits = {k: h for k, h in self._hits.items() if h and h[-1] > now - self.window}
+            hits = self._hits[key] = deque()
+        hits.append(now)
