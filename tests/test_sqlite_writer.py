@@ -48,3 +48,51 @@ async def test_cancelled_reservation_is_undone(tmp_path):
         await asyncio.sleep(0.01)
     assert await counter.get(1, "2030-01-01") == 0
     await counter.close()
+
+
+def _row(i: int, **over):
+    from lightrelay.clock import utcnow
+
+    row = {"created_at": utcnow(), "day": "2030-01-01", "account_id": 1, "token_id": 1, "model": "m",
+           "channel": "c", "door": "light", "stream": False, "status": 200, "prompt_tokens": i,
+           "completion_tokens": 1, "first_byte_ms": None, "total_ms": 1.0, "charged": True, "partial": False,
+           "error": None}
+    row.update(over)
+    return row
+
+
+async def _usage_count(path: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT count(*) FROM usage").fetchone()[0]
+
+
+async def test_usage_rows_in_chunks_and_reservations_in_between(tmp_path):
+    from lightrelay.services.sqlite_writer import USAGE_CHUNK
+
+    path = await _db(tmp_path)
+    writer = SqliteWriter(path)
+    rows = [_row(i) for i in range(USAGE_CHUNK * 5 + 7)]
+    insert = asyncio.create_task(writer.insert_usage(rows))
+    assert await writer.incr(1, "2030-01-01", 10) == 1  # answered while the usage chunks are written
+    await insert
+    assert await _usage_count(path) == len(rows)
+    await writer.close()
+
+
+async def test_a_failed_chunk_returns_only_its_rows(tmp_path):
+    from lightrelay.services.sqlite_writer import USAGE_CHUNK, UnwrittenRows
+
+    path = await _db(tmp_path)
+    writer = SqliteWriter(path)
+    rows = [_row(i) for i in range(USAGE_CHUNK * 3)]
+    rows[USAGE_CHUNK + 5]["model"] = None  # NOT NULL: the second chunk fails, the others are written
+    try:
+        await writer.insert_usage(rows)
+    except UnwrittenRows as exc:
+        assert exc.rows == rows[USAGE_CHUNK:USAGE_CHUNK * 2]
+    else:
+        raise AssertionError("the bad chunk was written")
+    assert await _usage_count(path) == USAGE_CHUNK * 2
+    await writer.close()

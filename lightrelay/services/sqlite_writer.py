@@ -21,6 +21,7 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections import deque
 from typing import Any
 
 from lightrelay.db.models import usage
@@ -28,6 +29,15 @@ from lightrelay.db.models import usage
 log = logging.getLogger("lightrelay.quota")
 
 MAX_BATCH = 512
+USAGE_CHUNK = 100
+
+
+class UnwrittenRows(Exception):
+    """Some usage rows could not be written; ``rows`` are those (the others were)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(rows)} usage rows could not be written")
+        self.rows = rows
 _INSERT = "INSERT INTO daily_counts (account_id, day, count) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
 _INCR = ("UPDATE daily_counts SET count = count + 1 WHERE account_id = ? AND day = ? "
          "AND (? IS NULL OR count < ?) RETURNING count")
@@ -79,8 +89,17 @@ class SqliteWriter:
         return await self._ask("get", account_id, day)
 
     async def insert_usage(self, rows: list[dict[str, Any]]) -> None:
-        """Write usage rows (the recorder's batch) in one transaction of their own."""
-        await self._ask("usage", None, None, rows)
+        """Write usage rows (the recorder's batch), in transactions of at most USAGE_CHUNK rows.
+
+        If some chunks fail, ``UnwrittenRows`` carries only their rows, so a retry writes no row twice.
+        """
+        chunks = [rows[i:i + USAGE_CHUNK] for i in range(0, len(rows), USAGE_CHUNK)]
+        results = await asyncio.gather(*(self._ask("usage", None, None, chunk) for chunk in chunks),
+                                       return_exceptions=True)
+        failed = [row for chunk, result in zip(chunks, results, strict=True) if isinstance(result, BaseException)
+                  for row in chunk]
+        if failed:
+            raise UnwrittenRows(failed) from next(r for r in results if isinstance(r, BaseException))
 
     async def close(self) -> None:
         self._hand_off()
@@ -104,26 +123,29 @@ class SqliteWriter:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=30000")
+        usage_backlog: deque[tuple[Any, ...]] = deque()
+        stopping = False
         try:
-            while True:
-                batch = self._jobs.get()
-                if batch is None:
-                    return
+            while not (stopping and not usage_backlog):
+                batch: list[tuple[Any, ...]] = []
+                block = not usage_backlog and not stopping
                 while len(batch) < MAX_BATCH:
                     try:
-                        more = self._jobs.get_nowait()
+                        more = self._jobs.get() if block and not batch else self._jobs.get_nowait()
                     except queue.Empty:
                         break
                     if more is None:
-                        self._jobs.put(None)  # stop after this batch
+                        stopping = True
                         break
                     batch += more
                 counts = [job for job in batch if job[2] != "usage"]
+                usage_backlog.extend(job for job in batch if job[2] == "usage")
                 if counts:
                     self._commit(db, counts)
-                for job in batch:
-                    if job[2] == "usage":
-                        self._commit(db, [job])
+                # One usage chunk per turn: reservations that arrive meanwhile wait for one chunk's
+                # transaction (about USAGE_CHUNK rows), not for a whole flush.
+                if usage_backlog:
+                    self._commit(db, [usage_backlog.popleft()])
         finally:
             db.close()
 

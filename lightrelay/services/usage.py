@@ -75,9 +75,10 @@ class UsageRecorder:
                         await conn.execute(usage.insert(), batch)
                 if self._on_write is not None:
                     self._on_write(len(batch), len(self._rows))
-            except Exception:  # keep the rows; try again on the next tick
-                log.exception("writing %d usage rows failed; will retry", len(batch))
-                self._rows[:0] = batch
+            except Exception as exc:  # keep the unwritten rows; try again on the next tick
+                unwritten = getattr(exc, "rows", batch)  # a writer may have written part of the batch
+                log.exception("writing %d usage rows failed; will retry", len(unwritten))
+                self._rows[:0] = unwritten
                 pending += size
                 if not self._closing:
                     return
