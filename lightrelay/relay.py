@@ -88,8 +88,8 @@ class Relay:
         try:
             charge = await self.quota.reserve(account_id=principal.account_id, limit=principal.daily_limit)
         except RelayError as exc:
-            self._record(req, principal, None, status=exc.status, started=time.perf_counter(),
-                         charged=False, error=exc.en)
+            self._record(req, principal, None, day=self.quota.clock.today(), status=exc.status,
+                         started=time.perf_counter(), charged=False, error=exc.en)
             raise
         self.inflight += 1
         self._idle.clear()
@@ -165,8 +165,9 @@ class Relay:
     def _settle(self, ticket: Ticket, route: Route, usage: dict[str, Any], *, first_byte: float | None,
                 status: int = 200, partial: bool = False, error: str | None = None) -> None:
         self._finish(ticket)
-        self._record(ticket.request, ticket.principal, route.channel, status=status, started=ticket.started,
-                     charged=True, usage=usage, first_byte=first_byte, partial=partial, error=error)
+        self._record(ticket.request, ticket.principal, route.channel, day=ticket.charge.day, status=status,
+                     started=ticket.started, charged=True, usage=usage, first_byte=first_byte, partial=partial,
+                     error=error)
 
     async def _refund(self, ticket: Ticket, route: Route | None, exc: BaseException,
                       usage: dict[str, Any] | None = None, first_byte: float | None = None) -> None:
@@ -182,7 +183,8 @@ class Relay:
                 status, error = CLIENT_GONE, "client went away"
             else:
                 status, error = 500, type(exc).__name__
-            self._record(ticket.request, ticket.principal, route.channel if route else None, status=status,
+            self._record(ticket.request, ticket.principal, route.channel if route else None,
+                         day=ticket.charge.day, status=status,
                          started=ticket.started, charged=False, usage=usage, first_byte=first_byte,
                          partial=first_byte is not None, error=error)
             self._count_out()
@@ -197,13 +199,13 @@ class Relay:
         if not self.inflight:
             self._idle.set()
 
-    def _record(self, req: ChatRequest, principal: Principal, channel: str | None, *, status: int,
+    def _record(self, req: ChatRequest, principal: Principal, channel: str | None, *, day: str, status: int,
                 started: float, charged: bool, usage: dict[str, Any] | None = None,
                 first_byte: float | None = None, partial: bool = False, error: str | None = None) -> None:
         now = utcnow()
         usage = usage or {}
         self.recorder.record({
-            "created_at": now, "day": self.quota.clock.today(), "account_id": principal.account_id,
+            "created_at": now, "day": day, "account_id": principal.account_id,
             "token_id": principal.token_id, "model": req.model, "channel": channel, "door": req.door,
             "stream": req.stream, "status": status, "prompt_tokens": int(usage.get("prompt_tokens") or 0),
             "completion_tokens": int(usage.get("completion_tokens") or 0),
