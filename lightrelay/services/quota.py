@@ -7,7 +7,6 @@ any concurrency, across processes sharing the database, and survives a crash.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -30,56 +29,40 @@ class Charge:
 
 
 class SqlCounter:
-    """Daily counts kept in the ``daily_counts`` table."""
+    """Daily counts kept in the ``daily_counts`` table, through SQLAlchemy (PostgreSQL without Redis;
+    on SQLite the app uses ``sqlite_writer.SqliteWriter`` instead, and this class only reads)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         name = engine.dialect.name
         self._insert = postgresql.insert if name == "postgresql" else sqlite.insert
-        # SQLite has one writer at a time: queue writers here instead of spinning on busy locks.
-        self._lock = asyncio.Lock() if name == "sqlite" else None
-
-    async def _write(self, fn):  # noqa: ANN001, ANN202
-        if self._lock is None:
-            return await fn()
-        async with self._lock:
-            return await fn()
 
     async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
         """Add one call unless that would pass ``limit``; the new count, or None if refused."""
         col = daily_counts.c
-
-        async def go() -> int | None:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    self._insert(daily_counts).values(account_id=account_id, day=day, count=0)
-                    .on_conflict_do_nothing()
-                )
-                stmt = (
-                    update(daily_counts)
-                    .where(col.account_id == account_id, col.day == day)
-                    .values(count=col.count + 1)
-                    .returning(col.count)
-                )
-                if limit is not None:
-                    stmt = stmt.where(col.count < limit)
-                row = (await conn.execute(stmt)).first()
-                return row[0] if row else None
-
-        return await self._write(go)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                self._insert(daily_counts).values(account_id=account_id, day=day, count=0).on_conflict_do_nothing()
+            )
+            stmt = (
+                update(daily_counts)
+                .where(col.account_id == account_id, col.day == day)
+                .values(count=col.count + 1)
+                .returning(col.count)
+            )
+            if limit is not None:
+                stmt = stmt.where(col.count < limit)
+            row = (await conn.execute(stmt)).first()
+        return row[0] if row else None
 
     async def decr(self, account_id: int, day: str) -> None:
         col = daily_counts.c
-
-        async def go() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    update(daily_counts)
-                    .where(col.account_id == account_id, col.day == day, col.count > 0)
-                    .values(count=col.count - 1)
-                )
-
-        await self._write(go)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(daily_counts)
+                .where(col.account_id == account_id, col.day == day, col.count > 0)
+                .values(count=col.count - 1)
+            )
 
     async def get(self, account_id: int, day: str) -> int:
         col = daily_counts.c
