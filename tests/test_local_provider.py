@@ -68,7 +68,8 @@ async def test_usage_matches_llama_cpp(provider, max_tokens):
     params = {"max_tokens": max_tokens, "temperature": 0, "seed": 7}
     reply = await provider.complete(chat(**params))
     chunks = [c async for c in provider.stream(chat(**params))]
-    theirs = provider._llama.create_chat_completion(HELLO, **params)  # the worker is idle now
+    provider._llama.reset()  # evaluate the prompt afresh, as the provider does (the worker is idle now)
+    theirs = provider._llama.create_chat_completion(HELLO, **params)
     assert reply["usage"] == chunks[-1]["usage"] == theirs["usage"]
     streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert reply["choices"][0]["message"]["content"] == streamed == theirs["choices"][0]["message"]["content"]

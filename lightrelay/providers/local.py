@@ -262,6 +262,10 @@ class LocalProvider:
             if job.cancelled.is_set():
                 return
             args["seed"] = (p["seed"] + index) % 2**32 if isinstance(p.get("seed"), int) else random.randrange(2**32)
+            # Evaluate the whole prompt afresh: reusing the previous call's cached prefix splits the
+            # evaluation differently, which changes the logits slightly, so the same request (same
+            # seed, temperature 0) could answer differently depending on what was asked before.
+            llama.reset()
             if stream:
                 text, finish = [], None
                 parts = llama.create_completion(prompt, stream=True, **args)
