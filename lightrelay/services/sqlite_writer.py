@@ -8,8 +8,15 @@ thread hops), reservations made in the same event-loop iteration are written in 
 committed, so a crash never loses a charge. (WAL with synchronous=NORMAL: durable
 when the process dies; an OS crash may lose the last commits.)
 
+When the thread has nothing to do (one call at a time, or the first of a burst), a
+reservation is made at once on the event loop's own connection instead: the same
+statements in one short transaction, about 20 µs, without the two thread hand-offs
+that cost far more on an idle machine. It never waits for the database lock: if
+another connection holds it, the reservation goes to the thread like the others.
+
 Usage rows: the recorder's batches are inserted here too, in their own transaction,
-so the event loop never spends time binding thousands of parameters.
+one multi-row INSERT per chunk, so the event loop never spends time binding thousands
+of parameters.
 
 One writer serves one event loop (the app's).
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import queue
 import sqlite3
 import threading
@@ -44,13 +52,38 @@ _INCR = ("UPDATE daily_counts SET count = count + 1 WHERE account_id = ? AND day
 _DECR = "UPDATE daily_counts SET count = count - 1 WHERE account_id = ? AND day = ? AND count > 0"
 _GET = "SELECT count FROM daily_counts WHERE account_id = ? AND day = ?"
 _USAGE_COLUMNS = [c.name for c in usage.columns if c.name != "id"]
-_USAGE_INSERT = (f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' for _ in _USAGE_COLUMNS)})")
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite (UTC here)
+_CREATED_AT = _USAGE_COLUMNS.index("created_at")
+_usage_fields = operator.itemgetter(*_USAGE_COLUMNS)
 
 
-def _usage_values(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row[c].strftime(SQLITE_DATETIME) if c == "created_at" else row.get(c) for c in _USAGE_COLUMNS)
+def _usage_insert(rows: int) -> str:
+    """One INSERT for ``rows`` rows: SQLite runs it in one step, so the thread takes the GIL
+    once per chunk to bind its parameters instead of once per row."""
+    one = f"({', '.join('?' for _ in _USAGE_COLUMNS)})"
+    return f"INSERT INTO usage ({', '.join(_USAGE_COLUMNS)}) VALUES {', '.join([one] * rows)}"
+
+
+def _usage_values(rows: list[dict[str, Any]]) -> list[Any]:
+    """The chunk's parameters, row after row. ``created_at`` is written as SQLAlchemy writes a
+    DateTime on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff", the UTC wall time)."""
+    values: list[Any] = []
+    for row in rows:
+        fields = list(_usage_fields(row))
+        fields[_CREATED_AT] = fields[_CREATED_AT].isoformat(" ", "microseconds")[:26]
+        values += fields
+    return values
+
+
+def _connect(path: str, *, busy_ms: int) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA busy_timeout={busy_ms}")
+    return db
+
+
+class _Busy(Exception):
+    """Another connection holds the write lock."""
 
 
 class SqliteWriter:
@@ -58,16 +91,47 @@ class SqliteWriter:
         self._path = path
         self._jobs: queue.SimpleQueue[list[tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._pending: list[tuple[Any, ...]] = []
+        self._queued = 0  # jobs handed to the thread and not settled yet
         self._thread: threading.Thread | None = None
+        self._now: sqlite3.Connection | None = None  # the event loop's own, for reservations made at once
 
     # -- the async side (event loop thread) -------------------------------------
     async def _ask(self, *job: Any) -> Any:
+        if job[0] != "usage" and not self._pending and not self._queued:
+            try:
+                return self._at_once(*job)
+            except _Busy:
+                pass
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((loop, future, *job))
         if len(self._pending) == 1:  # hand the thread one batch per loop iteration, not one job per call
             loop.call_soon(self._hand_off)
         return await future
+
+    def _at_once(self, op: str, account_id: int, day: str, *rest: Any) -> Any:
+        """Run one count job on the event loop's connection; _Busy if the lock is taken.
+        It never waits for the lock and never checkpoints (the thread's connection does)."""
+        if self._now is None:
+            self._now = _connect(self._path, busy_ms=0)
+            self._now.execute("PRAGMA wal_autocheckpoint=0")
+        db = self._now
+        if op != "get":
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise _Busy from None
+                raise
+        try:
+            result = _apply(db, op, account_id, day, rest)
+            if op != "get":
+                db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return result
 
     def _hand_off(self) -> None:
         batch, self._pending = self._pending, []
@@ -76,6 +140,7 @@ class SqliteWriter:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="quota-writer", daemon=True)
             self._thread.start()
+        self._queued += len(batch)
         self._jobs.put(batch)
 
     async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
@@ -107,8 +172,12 @@ class SqliteWriter:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        if self._now is not None:
+            self._now.close()
+            self._now = None
 
     def _settle_all(self, results: list[tuple[tuple[Any, ...], Any]]) -> None:
+        self._queued -= len(results)
         for (loop, future, op, account_id, day, *_), result in results:
             if not future.done():
                 future.set_result(result)
@@ -119,10 +188,7 @@ class SqliteWriter:
 
     # -- the writer thread ---------------------------------------------------
     def _run(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
+        db = _connect(self._path, busy_ms=30000)
         usage_backlog: deque[tuple[Any, ...]] = deque()
         stopping = False
         try:
@@ -154,20 +220,7 @@ class SqliteWriter:
         try:
             db.execute("BEGIN IMMEDIATE")
             for _loop, _future, op, account_id, day, *rest in batch:
-                if op == "incr":
-                    limit = rest[0]
-                    db.execute(_INSERT, (account_id, day))
-                    row = db.execute(_INCR, (account_id, day, limit, limit)).fetchone()
-                    results.append(row[0] if row else None)
-                elif op == "decr":
-                    db.execute(_DECR, (account_id, day))
-                    results.append(None)
-                elif op == "usage":
-                    db.executemany(_USAGE_INSERT, [_usage_values(r) for r in rest[0]])
-                    results.append(None)
-                else:
-                    row = db.execute(_GET, (account_id, day)).fetchone()
-                    results.append(row[0] if row else 0)
+                results.append(_apply(db, op, account_id, day, rest))
             db.execute("COMMIT")
         except Exception as exc:  # nothing of this batch was written
             log.exception("SQLite write failed (%s)", batch[0][2])
@@ -175,7 +228,7 @@ class SqliteWriter:
                 db.execute("ROLLBACK")
             for loop, future, *_ in batch:
                 try:
-                    loop.call_soon_threadsafe(_settle, future, None, exc)
+                    loop.call_soon_threadsafe(self._fail, future, exc)
                 except RuntimeError:  # that loop is closed
                     pass
             return
@@ -189,10 +242,26 @@ class SqliteWriter:
                 pass
 
 
-def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
-    if not future.done():
-        if exc is not None:
+    def _fail(self, future: asyncio.Future, exc: BaseException) -> None:
+        self._queued -= 1
+        if not future.done():
             future.set_exception(exc)
-        else:
-            future.set_result(result)
+
+
+def _apply(db: sqlite3.Connection, op: str, account_id: int | None, day: str | None, rest: Any) -> Any:
+    """One job's statements, inside the caller's transaction."""
+    if op == "incr":
+        limit = rest[0]
+        db.execute(_INSERT, (account_id, day))
+        row = db.execute(_INCR, (account_id, day, limit, limit)).fetchone()
+        return row[0] if row else None
+    if op == "decr":
+        db.execute(_DECR, (account_id, day))
+        return None
+    if op == "usage":
+        rows = rest[0]
+        db.execute(_usage_insert(len(rows)), _usage_values(rows))
+        return None
+    row = db.execute(_GET, (account_id, day)).fetchone()
+    return row[0] if row else 0
 
