@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,6 +215,10 @@ class Relay:
         })
 
 
+def _never() -> bool:
+    return False
+
+
 class RelayStream:
     """The chunks of one admitted stream. Iterate ``chunks()``; settling, refunding and
     recording happen when it ends, however it ends:
@@ -223,7 +227,8 @@ class RelayStream:
     - the upstream failed mid-way: refunded, recorded with its error, partial; the error is re-raised
       for the door to write as its own error frame;
     - the caller went away (the iterator is closed or its task cancelled): charged, recorded 499, partial;
-    - the relay cut it (``cut`` set: shutdown grace period over): refunded, recorded 503, partial.
+    - the relay cut it (``cut`` set, or cancelled while ``client_left()`` says the caller is still
+      there: the shutdown grace period is over): refunded, recorded 503, partial.
 
     ``close()`` settles a stream whose ``chunks()`` never ran or never finished; it is safe to call twice.
     """
@@ -242,6 +247,7 @@ class RelayStream:
         self.texts: dict[int, list[str]] = {}
         self.finish_reason: str | None = None
         self.cut = False
+        self.client_left: Callable[[], bool] = _never  # the door's: did the caller hang up?
 
     async def close(self) -> None:
         if self.ticket.finished:
@@ -293,6 +299,10 @@ class RelayStream:
                 chunk = await anext(self._upstream)
         except StopAsyncIteration:
             outcome = "ok"
+        except asyncio.CancelledError:
+            if not self.client_left():  # cancelled, and not because the caller left: the relay cut it
+                self.cut = True
+            raise
         except UpstreamFailure as exc:
             outcome = "failed"
             relay.router.failed(route.channel)
