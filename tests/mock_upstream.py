@@ -104,6 +104,7 @@ class MockUpstream:
         self.chunk_delay = 0.0
         self.trickle_delay = 0.01
         self.stall_seconds = 60.0
+        self.set_cookie: str | None = None  # a Set-Cookie header on every reply (as some CDNs add)
         self.requests: list[Recorded] = []
         self.ends: dict[int, tuple[str, float]] = {}
         self.port = 0
@@ -268,7 +269,7 @@ class MockUpstream:
         data = orjson.dumps(reply)
         if mode == "malformed":
             data = data[: len(data) // 2] + b"<html>oops"
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp = web.StreamResponse(headers={"Content-Type": "application/json", **self._cookie()})
         resp.content_length = len(data)
         await resp.prepare(request)
         if mode == "cut":
@@ -280,9 +281,13 @@ class MockUpstream:
             await resp.write(data)
         return resp
 
+    def _cookie(self) -> dict[str, str]:
+        return {"Set-Cookie": self.set_cookie} if self.set_cookie else {}
+
     async def _stream(self, request: web.Request, body: dict, mode: str) -> web.StreamResponse:
         model, choices = self._replies(body)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           **self._cookie()})
         await resp.prepare(request)
         created = int(time.time())
 

@@ -157,3 +157,20 @@ async def test_per_channel_first_byte_timeout_fails_over_fast(start_relay, upstr
         assert status == 200 and body["data"]["completion"]["choices"][0]["message"]["content"] == "echo: hi"
         assert time.perf_counter() - started < 10  # the channel's 0.3 s, not the relay's 60 s
         assert len(upstream.requests) == 1 and len(good.requests) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_upstream_cookies_are_not_kept(relay, http, stream):
+    """An upstream's Set-Cookie (a CDN's, say) set during one caller's call is not sent on the next."""
+    async with MockUpstream() as up:
+        up.set_cookie = "__cf_bm=caller-a; Path=/"
+        # by name: aiohttp's default cookie jar ignores cookies from bare IP addresses
+        await relay.channel("cookies", up.base_url.replace("127.0.0.1", "localhost"), "gpt-3.5-turbo-1106")
+        tokens = [await relay.user("a@example.com"), await relay.user("b@example.com")]
+        for token in tokens:
+            async with http.post(relay.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                                 json={"model": "gpt-3.5-turbo-1106", "stream": stream, "messages": MSG}) as r:
+                assert r.status == 200
+                await r.read()
+        assert len(up.requests) == 2
+        assert all("Cookie" not in rec.headers for rec in up.requests)

@@ -33,7 +33,9 @@ def build_provider(row: dict[str, Any], *, settings: Settings, session: aiohttp.
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The upstream HTTP client: one pool for all channels, no connection cap."""
+    """The upstream HTTP client: one pool for all channels, no connection cap. No cookie jar:
+    a cookie an upstream sets for one caller's call must not ride along on another's."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30),
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
