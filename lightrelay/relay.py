@@ -104,8 +104,10 @@ class Relay:
 
     # -- call: whole reply ---------------------------------------------------
     async def complete(self, ticket: Ticket) -> dict[str, Any]:
-        last: UpstreamFailure | None = None
+        last: RelayError | None = None
         for route in ticket.routes:
+            if not self.router.claim(route.channel):
+                continue
             try:
                 completion = await route.provider.complete(ticket.call_for(route))
             except UpstreamFailure as exc:
@@ -125,15 +127,17 @@ class Relay:
                 completion["usage"] = usage
             self._settle(ticket, route, usage, first_byte=None)
             return completion
-        assert last is not None
+        last = last or self._none_left(ticket)
         await self._refund(ticket, None, last)
         raise last
 
     # -- call: stream --------------------------------------------------------
     async def open_stream(self, ticket: Ticket) -> RelayStream:
         """Fail over until a channel yields its first chunk; then the caller gets a RelayStream."""
-        last: UpstreamFailure | None = None
+        last: RelayError | None = None
         for route in ticket.routes:
+            if not self.router.claim(route.channel):
+                continue
             chunks = route.provider.stream(ticket.call_for(route))
             try:
                 first = await anext(chunks)
@@ -151,9 +155,16 @@ class Relay:
             await chunks.aclose()
             self.router.failed(route.channel)
             log.warning("channel %s failed before the first byte: %s", route.channel, last.en)
-        assert last is not None
+        last = last or self._none_left(ticket)
         await self._refund(ticket, None, last)
         raise last
+
+    @staticmethod
+    def _none_left(ticket: Ticket) -> Unavailable:
+        """Every route was taken by another call's probe between admission and now."""
+        model = ticket.request.model
+        return Unavailable(f"模型 {model} 暂无可用渠道，请稍后再试",
+                           f"no channel for {model} is available right now; try again later", retry_after=1)
 
     # -- finish ----------------------------------------------------------------
     def _count(self, ticket: Ticket, texts: list[str]) -> dict[str, int]:

@@ -104,7 +104,7 @@ class Router:
         if not serving:
             raise NotFound(f"未知模型: {model}", f"unknown model: {model}", param="model")
         now = time.monotonic()
-        usable = [c for c in serving if self._admit(c.name, now)]
+        usable = [c for c in serving if self._usable(c.name, now)]
         if not usable:
             wait = min(self._breakers[c.name].open_until for c in serving) - now
             raise Unavailable(f"模型 {model} 暂无可用渠道，请稍后再试",
@@ -119,16 +119,24 @@ class Router:
                 group.remove(pick)
         return [Route(c.name, c.provider, c.models[model], c.timeout) for c in ordered]  # type: ignore[arg-type]
 
-    def _admit(self, name: str, now: float) -> bool:
+    def _usable(self, name: str, now: float) -> bool:
+        b = self._breakers.get(name)
+        return b is None or b.open_until == 0.0 or (now >= b.open_until and not b.probing)
+
+    def claim(self, name: str) -> bool:
+        """Called just before a route is tried: False if it may not be tried now. A half-open
+        channel is claimed by the one call that actually tries it (its probe), so a call that
+        never gets to a route (an earlier one answered, or the quota refused) blocks nothing."""
         b = self._breakers.get(name)
         if b is None or b.open_until == 0.0:
             return True
-        if now < b.open_until or b.probing:
+        if time.monotonic() < b.open_until or b.probing:
             return False
         b.probing = True  # half-open: this call is the probe
         return True
 
     # -- outcomes ----------------------------------------------------------
+    # Every claimed route ends in exactly one of these three.
     def succeeded(self, name: str) -> None:
         b = self._breakers.get(name)
         if b is not None:

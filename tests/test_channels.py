@@ -125,14 +125,46 @@ def test_breaker_cools_and_probes(monkeypatch):
     assert [r.channel for r in router.routes("m")] == ["b"]
     now[0] += 31
     assert router.states()["a"]["state"] == "half-open"
-    assert [r.channel for r in router.routes("m")] == ["a", "b"]  # one probe
+    # routes that are never tried (the quota refused, or "b" would have answered first) claim nothing
+    for _ in range(3):
+        assert [r.channel for r in router.routes("m")] == ["a", "b"]
+    assert router.claim("a")  # the call that tries it is the one probe
     assert [r.channel for r in router.routes("m")] == ["b"]  # only one at a time
+    assert not router.claim("a")  # a call admitted before the probe began skips it
     router.failed("a")  # the probe failed: open again
     assert router.states()["a"]["state"] == "open"
     now[0] += 31
-    router.routes("m")
+    assert router.claim("a")
+    router.released("a")  # the probe's caller left: neither verdict, the next call probes
+    assert router.claim("a")
     router.succeeded("a")
     assert router.states()["a"] == {"state": "closed", "failures": 0, "enabled": True, "models": ["m"]}
+
+
+async def test_quota_refusal_while_half_open_does_not_wedge_the_channel(start_relay, http):
+    """A call refused by its quota after routing never probes; the channel recovers with the next call."""
+    relay = await start_relay()
+    async with MockUpstream() as up:
+        await relay.channel("only", up.base_url, "gpt-3.5-turbo-1106")
+        spent = await relay.user("spent@example.com", limit=1)
+        fine = await relay.user("fine@example.com", limit=100)
+        body = {"model": "gpt-3.5-turbo-1106", "messages": MSG}
+        async with http.post(relay.url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {spent}"}) as r:
+            assert r.status == 200
+        router = relay.lr.router
+        for _ in range(3):
+            router.failed("only")
+        breaker = router._breakers["only"]
+        breaker.open_until = 1.0  # the cooldown is over: half-open
+        for _ in range(3):  # refused by the quota while half-open
+            async with http.post(relay.url + "/v1/chat/completions", json=body,
+                                 headers={"Authorization": f"Bearer {spent}"}) as r:
+                assert r.status == 429
+        async with http.post(relay.url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {fine}"}) as r:
+            assert r.status == 200  # this call is the probe, and it closes the breaker
+        assert router.states()["only"]["state"] == "closed"
 
 
 async def test_local_is_default_only_without_channels(start_relay):
