@@ -8,11 +8,11 @@ thread hops), reservations made in the same event-loop iteration are written in 
 committed, so a crash never loses a charge. (WAL with synchronous=NORMAL: durable
 when the process dies; an OS crash may lose the last commits.)
 
-When the thread has nothing to do (one call at a time, or the first of a burst), a
-reservation is made at once on the event loop's own connection instead: the same
-statements in one short transaction, about 20 µs, without the two thread hand-offs
-that cost far more on an idle machine. It never waits for the database lock: if
-another connection holds it, the reservation goes to the thread like the others.
+When the thread has nothing to do (no usage rows being written), a loop iteration's
+batch is committed on the event loop's own connection instead: the same statements in
+one transaction (tens of µs), without the two thread hand-offs that cost far more on
+an idle machine. It never waits for the database lock: if another connection holds
+it, the batch goes to the thread like the others.
 
 Usage rows: the recorder's batches are inserted here too, in their own transaction,
 one multi-row INSERT per chunk, so the event loop never spends time binding thousands
@@ -29,6 +29,7 @@ import operator
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -37,6 +38,7 @@ from lightrelay.db.models import usage
 log = logging.getLogger("lightrelay.quota")
 
 MAX_BATCH = 512
+QUIET_SECONDS = 0.001  # a job after this long without one is committed at once (see _ask)
 USAGE_CHUNK = 100
 
 
@@ -92,56 +94,79 @@ class SqliteWriter:
         self._jobs: queue.SimpleQueue[list[tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._pending: list[tuple[Any, ...]] = []
         self._queued = 0  # jobs handed to the thread and not settled yet
+        self._last_ask = 0.0
         self._thread: threading.Thread | None = None
-        self._now: sqlite3.Connection | None = None  # the event loop's own, for reservations made at once
+        self._here: sqlite3.Connection | None = None  # the event loop's own, for batches made at once
 
     # -- the async side (event loop thread) -------------------------------------
     async def _ask(self, *job: Any) -> Any:
-        if job[0] != "usage" and not self._pending and not self._queued:
+        loop = asyncio.get_running_loop()
+        if job[0] != "usage" and self._quiet() and not self._pending and not self._queued:
+            # Nothing to batch it with, and on a quiet machine every loop turn is expensive:
+            # commit it right here instead of one turn later.
+            job_here = (loop, loop.create_future(), *job)
             try:
-                return self._at_once(*job)
+                [result] = self._commit_here([job_here])
             except _Busy:
                 pass
-        loop = asyncio.get_running_loop()
+            else:
+                return job_here[1].result() if job_here[1].done() else result
         future = loop.create_future()
         self._pending.append((loop, future, *job))
-        if len(self._pending) == 1:  # hand the thread one batch per loop iteration, not one job per call
+        if len(self._pending) == 1:  # one batch per loop iteration, not one job per call
             loop.call_soon(self._hand_off)
         return await future
 
-    def _at_once(self, op: str, account_id: int, day: str, *rest: Any) -> Any:
-        """Run one count job on the event loop's connection; _Busy if the lock is taken.
-        It never waits for the lock and never checkpoints (the thread's connection does)."""
-        if self._now is None:
-            self._now = _connect(self._path, busy_ms=0)
-            self._now.execute("PRAGMA wal_autocheckpoint=0")
-        db = self._now
-        if op != "get":
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    raise _Busy from None
-                raise
-        try:
-            result = _apply(db, op, account_id, day, rest)
-            if op != "get":
-                db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return result
+    def _quiet(self) -> bool:
+        """No count job in the last QUIET_SECONDS (so none is likely to join this one)."""
+        now = time.monotonic()
+        quiet, self._last_ask = now - self._last_ask > QUIET_SECONDS, now
+        return quiet
 
     def _hand_off(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:
             return
+        if not self._queued and all(job[2] != "usage" for job in batch):
+            try:
+                results = self._commit_here(batch)
+            except _Busy:
+                pass  # another connection is writing: the thread waits for it instead of the loop
+            else:
+                self._settle_all(list(zip(batch, results, strict=True)), queued=False)
+                return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="quota-writer", daemon=True)
             self._thread.start()
         self._queued += len(batch)
         self._jobs.put(batch)
+
+    def _commit_here(self, batch: list[tuple[Any, ...]]) -> list[Any]:
+        """The batch's count jobs in one transaction on the event loop's own connection; _Busy
+        (nothing written) if another connection holds the lock. It never waits for the lock and
+        never checkpoints (the thread's connection does). A failure fails the batch's callers."""
+        if self._here is None:
+            self._here = _connect(self._path, busy_ms=0)
+            self._here.execute("PRAGMA wal_autocheckpoint=0")
+        db = self._here
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise _Busy from None
+            raise
+        try:
+            results = [_apply(db, op, account_id, day, rest) for _l, _f, op, account_id, day, *rest in batch]
+            db.execute("COMMIT")
+        except Exception as exc:
+            log.exception("SQLite write failed (%s)", batch[0][2])
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for _loop, future, *_ in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return [None] * len(batch)  # settled already; nothing to undo
+        return results
 
     async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
         """Add one call unless that would pass ``limit``; the new count, or None if refused."""
@@ -172,12 +197,13 @@ class SqliteWriter:
             self._jobs.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        if self._now is not None:
-            self._now.close()
-            self._now = None
+        if self._here is not None:
+            self._here.close()
+            self._here = None
 
-    def _settle_all(self, results: list[tuple[tuple[Any, ...], Any]]) -> None:
-        self._queued -= len(results)
+    def _settle_all(self, results: list[tuple[tuple[Any, ...], Any]], *, queued: bool = True) -> None:
+        if queued:
+            self._queued -= len(results)
         for (loop, future, op, account_id, day, *_), result in results:
             if not future.done():
                 future.set_result(result)
