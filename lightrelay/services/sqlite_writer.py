@@ -24,6 +24,7 @@ One writer serves one event loop (the app's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import operator
 import queue
@@ -48,6 +49,8 @@ class UnwrittenRows(Exception):
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         super().__init__(f"{len(rows)} usage rows could not be written")
         self.rows = rows
+
+
 _INSERT = "INSERT INTO daily_counts (account_id, day, count) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
 _INCR = ("UPDATE daily_counts SET count = count + 1 WHERE account_id = ? AND day = ? "
          "AND (? IS NULL OR count < ?) RETURNING count")
@@ -104,13 +107,8 @@ class SqliteWriter:
         if job[0] != "usage" and self._quiet() and not self._pending and not self._queued:
             # Nothing to batch it with, and on a quiet machine every loop turn is expensive:
             # commit it right here instead of one turn later.
-            job_here = (loop, loop.create_future(), *job)
-            try:
-                [result] = self._commit_here([job_here])
-            except _Busy:
-                pass
-            else:
-                return job_here[1].result() if job_here[1].done() else result
+            with contextlib.suppress(_Busy):
+                return self._commit_here([(loop, None, *job)])[0]
         future = loop.create_future()
         self._pending.append((loop, future, *job))
         if len(self._pending) == 1:  # one batch per loop iteration, not one job per call
@@ -132,6 +130,11 @@ class SqliteWriter:
                 results = self._commit_here(batch)
             except _Busy:
                 pass  # another connection is writing: the thread waits for it instead of the loop
+            except Exception as exc:
+                for _loop, future, *_ in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
             else:
                 self._settle_all(list(zip(batch, results, strict=True)), queued=False)
                 return
@@ -144,29 +147,18 @@ class SqliteWriter:
     def _commit_here(self, batch: list[tuple[Any, ...]]) -> list[Any]:
         """The batch's count jobs in one transaction on the event loop's own connection; _Busy
         (nothing written) if another connection holds the lock. It never waits for the lock and
-        never checkpoints (the thread's connection does). A failure fails the batch's callers."""
+        never checkpoints (the thread's connection does)."""
         if self._here is None:
             self._here = _connect(self._path, busy_ms=0)
             self._here.execute("PRAGMA wal_autocheckpoint=0")
-        db = self._here
         try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise _Busy from None
-            raise
-        try:
-            results = [_apply(db, op, account_id, day, rest) for _l, _f, op, account_id, day, *rest in batch]
-            db.execute("COMMIT")
+            return _transaction(self._here, batch)
         except Exception as exc:
+            if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in (
+                    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise _Busy from None  # BEGIN IMMEDIATE found the lock taken
             log.exception("SQLite write failed (%s)", batch[0][2])
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            for _loop, future, *_ in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return [None] * len(batch)  # settled already; nothing to undo
-        return results
+            raise
 
     async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
         """Add one call unless that would pass ``limit``; the new count, or None if refused."""
@@ -242,16 +234,10 @@ class SqliteWriter:
             db.close()
 
     def _commit(self, db: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
-        results: list[Any] = []
         try:
-            db.execute("BEGIN IMMEDIATE")
-            for _loop, _future, op, account_id, day, *rest in batch:
-                results.append(_apply(db, op, account_id, day, rest))
-            db.execute("COMMIT")
+            results = _transaction(db, batch)
         except Exception as exc:  # nothing of this batch was written
             log.exception("SQLite write failed (%s)", batch[0][2])
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             for loop, future, *_ in batch:
                 try:
                     loop.call_soon_threadsafe(self._fail, future, exc)
@@ -267,11 +253,24 @@ class SqliteWriter:
             except RuntimeError:  # that loop is closed: nobody waits any more
                 pass
 
-
     def _fail(self, future: asyncio.Future, exc: BaseException) -> None:
         self._queued -= 1
         if not future.done():
             future.set_exception(exc)
+
+
+def _transaction(db: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> list[Any]:
+    """The batch's jobs in one ``BEGIN IMMEDIATE … COMMIT``: their results, or the error with
+    nothing written."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        results = [_apply(db, op, account_id, day, rest) for _loop, _future, op, account_id, day, *rest in batch]
+        db.execute("COMMIT")
+    except Exception:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return results
 
 
 def _apply(db: sqlite3.Connection, op: str, account_id: int | None, day: str | None, rest: Any) -> Any:
