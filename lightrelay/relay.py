@@ -23,7 +23,7 @@ from lightrelay import tokens
 from lightrelay.clock import utcnow
 from lightrelay.errors import Forbidden, RelayError, Unavailable, UpstreamError, UpstreamFailure
 from lightrelay.providers.base import ChatCall
-from lightrelay.routing import Route, Router
+from lightrelay.routing import Route, Router, no_channel
 from lightrelay.services.accounts import Principal
 from lightrelay.services.auth import Authenticator
 from lightrelay.services.quota import Charge, Quota
@@ -162,9 +162,7 @@ class Relay:
     @staticmethod
     def _none_left(ticket: Ticket) -> Unavailable:
         """Every route was taken by another call's probe between admission and now."""
-        model = ticket.request.model
-        return Unavailable(f"模型 {model} 暂无可用渠道，请稍后再试",
-                           f"no channel for {model} is available right now; try again later", retry_after=1)
+        return no_channel(ticket.request.model, retry_after=1)
 
     # -- finish ----------------------------------------------------------------
     def _count(self, ticket: Ticket, texts: list[str]) -> dict[str, int]:

@@ -23,6 +23,11 @@ from lightrelay.providers.base import Provider
 BUILTIN_LOCAL = "builtin-local"
 
 
+def no_channel(model: str, *, retry_after: int) -> Unavailable:
+    return Unavailable(f"模型 {model} 暂无可用渠道，请稍后再试",
+                       f"no channel for {model} is available right now; try again later", retry_after=retry_after)
+
+
 @dataclass(slots=True)
 class Route:
     channel: str
@@ -107,9 +112,7 @@ class Router:
         usable = [c for c in serving if self._usable(c.name, now)]
         if not usable:
             wait = min(self._breakers[c.name].open_until for c in serving) - now
-            raise Unavailable(f"模型 {model} 暂无可用渠道，请稍后再试",
-                              f"no channel for {model} is available right now; try again later",
-                              retry_after=max(1, int(wait) + 1))
+            raise no_channel(model, retry_after=max(1, int(wait) + 1))
         ordered: list[Channel] = []
         for prio in sorted({c.priority for c in usable}, reverse=True):
             group = [c for c in usable if c.priority == prio]
@@ -127,12 +130,11 @@ class Router:
         """Called just before a route is tried: False if it may not be tried now. A half-open
         channel is claimed by the one call that actually tries it (its probe), so a call that
         never gets to a route (an earlier one answered, or the quota refused) blocks nothing."""
-        b = self._breakers.get(name)
-        if b is None or b.open_until == 0.0:
-            return True
-        if time.monotonic() < b.open_until or b.probing:
+        if not self._usable(name, time.monotonic()):
             return False
-        b.probing = True  # half-open: this call is the probe
+        b = self._breakers.get(name)
+        if b is not None and b.open_until != 0.0:
+            b.probing = True  # half-open: this call is the probe
         return True
 
     # -- outcomes ----------------------------------------------------------
