@@ -51,7 +51,7 @@ def migrate_sync(settings: Settings) -> None:
 
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    command.upgrade(_alembic_config(settings.db_url), "head")
+    command.upgrade(_alembic_config(settings.db_url), "heads")  # parallel branches (see versions/) all apply
 
 
 async def migrate(settings: Settings) -> None:

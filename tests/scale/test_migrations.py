@@ -31,7 +31,7 @@ async def _tables(url: str) -> set[str]:
 def _updown(url: str) -> None:
     cfg = _alembic_config(url)
     command.downgrade(cfg, "base")
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
 
 
 async def _check(db_url: str, tmp_path) -> None:
