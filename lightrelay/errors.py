@@ -10,6 +10,8 @@ responses, only about the status a failure maps to.
     ├── Unauthorized                 401     authentication_error
     ├── Forbidden                    403     permission_error
     ├── NotFound                     404     not_found_error (model_not_found)
+    │   └── UnknownPath              404     invalid_request_error (no such URL under /v1)
+    ├── MethodNotAllowed             405     invalid_request_error (the URL exists, not the method)
     ├── PayloadTooLarge              413     invalid_request_error
     ├── TooManyRequests              429     rate_limit_error   (carries retry_after)
     │   └── QuotaExceeded            429     daily count used up
@@ -73,6 +75,17 @@ class NotFound(RelayError):
     status = 404
     type = "not_found_error"
     code = "model_not_found"
+
+
+class UnknownPath(NotFound):
+    type = "invalid_request_error"
+    code = "unknown_url"
+
+
+class MethodNotAllowed(RelayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
 
 
 class PayloadTooLarge(RelayError):

@@ -1,7 +1,7 @@
 """A real HTTP mock of an OpenAI-compatible upstream, for the test suite.
 
-An aiohttp server on 127.0.0.1 (a free port) serving ``POST /v1/chat/completions``
-and ``GET /v1/models``. Use it from async tests::
+An aiohttp server on 127.0.0.1 (a free port) serving ``POST /v1/chat/completions``,
+``POST /v1/embeddings``, ``POST /v1/images/generations`` and ``GET /v1/models``. Use it from async tests::
 
     async with MockUpstream() as up:
         up.mode = "fail-500"             # every following request
@@ -37,6 +37,18 @@ Modes:
   malformed-mid  streams the role chunk and one content chunk, then an event that is not JSON.
   echo-auth HTTP 500 whose error message repeats the ``Authorization`` header it got (a leaky upstream).
 
+Tools (chat, any mode that answers): with ``tools`` in the request (and ``tool_choice`` not
+``"none"``) and a user message last, the reply calls the first tool (or the one ``tool_choice``
+names; the first two when the user text contains "both" and ``parallel_tool_calls`` is not
+false) with arguments ``{"q": "<last user text>"}``, finish_reason ``tool_calls``; streamed
+as OpenAI does (id and name first, then the arguments in ``chunk_size`` pieces). With tool
+messages last, the reply is ``"echo tool: <their contents joined by ' | '>"``.
+
+Embeddings: one vector per input (``dimensions`` long, default 8), deterministic from the
+input's text; ``encoding_format: "base64"`` gives little-endian float32 bytes in base64.
+Images: ``n`` items, ``{"url": "http://img.mock/<i>.png"}`` or ``{"b64_json": ...}``
+(``response_format: "b64_json"``), ``revised_prompt`` repeating the prompt.
+
 ``up.ends[i]`` says how request ``i`` ended: ``("done", t)`` when the handler finished,
 ``("gone", t)`` when the relay closed the connection first (the handler was cancelled);
 ``t`` is ``time.monotonic()``. ``await up.wait_end(i)`` waits for it.
@@ -48,8 +60,11 @@ For "connection refused", use ``refused_base_url()``: a URL where nothing listen
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import math
 import socket
+import struct
 import threading
 import time
 from typing import Any, NamedTuple
@@ -122,6 +137,8 @@ class MockUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/images/generations", self._images)
         self._closing = asyncio.Event()
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
@@ -232,10 +249,40 @@ class MockUpstream:
             return await self._stream(request, body, mode)
         return await self._complete(request, body, mode)
 
+    @staticmethod
+    def _user_text(body: dict) -> str:
+        users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        return _content_text(users[-1].get("content")) if users else ""
+
+    def _tool_calls(self, body: dict) -> list[dict] | None:
+        """The tool calls the reply makes (see the module docstring), or None."""
+        tools = [t for t in body.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"]
+        last = body["messages"][-1] if body["messages"] else {}
+        if not tools or body.get("tool_choice") == "none" or not isinstance(last, dict) or last.get("role") != "user":
+            return None
+        names = [t["function"]["name"] for t in tools]
+        choice = body.get("tool_choice")
+        text = self._user_text(body)
+        if isinstance(choice, dict):
+            names = [choice["function"]["name"]]
+        elif "both" in text and len(names) >= 2 and body.get("parallel_tool_calls") is not False:
+            names = names[:2]
+        else:
+            names = names[:1]
+        args = orjson.dumps({"q": text}).decode()
+        return [{"id": f"call_mock_{i}", "type": "function", "function": {"name": name, "arguments": args}}
+                for i, name in enumerate(names)]
+
     def _replies(self, body: dict) -> tuple[str, list[tuple[str, str]]]:
         """The reply text and finish reason of each choice, and the model name to report."""
-        users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
-        text = _content_text(users[-1].get("content")) if users else ""
+        text = self._user_text(body)
+        tail = []
+        for m in reversed(body["messages"]):
+            if not isinstance(m, dict) or m.get("role") != "tool":
+                break
+            tail.insert(0, _content_text(m.get("content")))
+        if tail:
+            return str(body.get("model", "mock-model")), [("echo tool: " + " | ".join(tail), "stop")]
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         choices = []
         for i in range(int(body.get("n") or 1)):
@@ -246,13 +293,17 @@ class MockUpstream:
                 choices.append((reply, "stop"))
         return str(body.get("model", "mock-model")), choices
 
-    def _usage(self, body: dict, choices: list[tuple[str, str]]) -> dict:
+    def _usage(self, body: dict, choices: list[tuple[str, str]], calls: list[dict] | None = None) -> dict:
         prompt = sum(fake_tokens(_content_text(m.get("content"))) for m in body["messages"] if isinstance(m, dict))
-        completion = sum(fake_tokens(reply) for reply, _ in choices)
+        if calls:
+            completion = sum(fake_tokens(c["function"]["arguments"]) for c in calls)
+        else:
+            completion = sum(fake_tokens(reply) for reply, _ in choices)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     async def _complete(self, request: web.Request, body: dict, mode: str) -> web.StreamResponse:
         model, choices = self._replies(body)
+        calls = self._tool_calls(body)
         reply = {
             "id": "chatcmpl-mock",
             "object": "chat.completion",
@@ -264,8 +315,11 @@ class MockUpstream:
             ],
             "system_fingerprint": "fp_mock",
         }
+        if calls:
+            reply["choices"] = [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                                 "finish_reason": "tool_calls"}]
         if mode != "no-usage":
-            reply["usage"] = self._usage(body, choices)
+            reply["usage"] = self._usage(body, choices, calls)
         data = orjson.dumps(reply)
         if mode == "malformed":
             data = data[: len(data) // 2] + b"<html>oops"
@@ -296,15 +350,30 @@ class MockUpstream:
                    "model": model, "system_fingerprint": "fp_mock", "choices": choice_list, **extra}
             return b"data: " + orjson.dumps(obj) + b"\n\n"
 
-        events = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-                         for i in range(len(choices))])]
+        calls = self._tool_calls(body)
         size = self.chunk_size
-        for start in range(0, max(len(text) for text, _ in choices), size):
-            events += [chunk([{"index": i, "delta": {"content": text[start:start + size]}, "finish_reason": None}])
-                       for i, (text, _) in enumerate(choices) if text[start:start + size]]
-        events += [chunk([{"index": i, "delta": {}, "finish_reason": fin}]) for i, (_, fin) in enumerate(choices)]
+        if calls:
+            events = [chunk([{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}])]
+            for k, call in enumerate(calls):
+                head = {"index": k, "id": call["id"], "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""}}
+                events.append(chunk([{"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None}]))
+                args = call["function"]["arguments"]
+                events += [chunk([{"index": 0, "delta": {"tool_calls": [
+                    {"index": k, "function": {"arguments": args[start:start + size]}}]}, "finish_reason": None}])
+                    for start in range(0, len(args), size)]
+            events.append(chunk([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]))
+        else:
+            events = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                             for i in range(len(choices))])]
+            for start in range(0, max(len(text) for text, _ in choices), size):
+                events += [chunk([{"index": i, "delta": {"content": text[start:start + size]},
+                                   "finish_reason": None}])
+                           for i, (text, _) in enumerate(choices) if text[start:start + size]]
+            events += [chunk([{"index": i, "delta": {}, "finish_reason": fin}])
+                       for i, (_, fin) in enumerate(choices)]
         if (body.get("stream_options") or {}).get("include_usage") and mode != "no-usage":
-            events.append(chunk([], usage=self._usage(body, choices)))
+            events.append(chunk([], usage=self._usage(body, choices, calls)))
         events.append(b"data: [DONE]\n\n")
 
         if mode == "malformed":
@@ -323,6 +392,72 @@ class MockUpstream:
                     await asyncio.sleep(self.chunk_delay)
         await resp.write_eof()
         return resp
+
+    async def _other(self, request: web.Request) -> tuple[int, Any, str | None]:
+        """Record a non-chat request; its index, JSON body and the mode that answers it."""
+        index = len(self.requests)
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self.requests.append(Recorded(CIMultiDict(request.headers), body))
+        self.ends[index] = ("done", time.monotonic())
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return index, body, "unauthorized"
+        return index, body, self._pick_mode(body) if isinstance(body, dict) else "bad"
+
+    def _refusal(self, mode: str | None) -> web.Response | None:
+        if mode == "unauthorized":
+            return _error(401, "Incorrect API key provided", "invalid_request_error")
+        if mode == "bad":
+            return _error(400, "body must be a JSON object", "invalid_request_error")
+        if mode in ("fail-500", "fail-503"):
+            return _error(int(mode[5:]), f"mock upstream {mode}", "server_error")
+        if mode == "fail-429":
+            return _error(429, "Rate limit reached", "rate_limit_error", **{"Retry-After": "1"})
+        return None
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        _, body, mode = await self._other(request)
+        refused = self._refusal(mode)
+        if refused is not None:
+            return refused
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            return _error(400, "input is required", "invalid_request_error")
+        dims = int(body.get("dimensions") or 8)
+        data, prompt = [], 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else " ".join(str(t) for t in item)
+            prompt += fake_tokens(text) if isinstance(item, str) else len(item)
+            seed = hashlib.sha256(text.encode()).digest()
+            vector = [round((seed[k % 32] - 128) / 128, 6) for k in range(dims)]
+            if body.get("encoding_format") == "base64":
+                embedding: Any = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            else:
+                embedding = vector
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                                  "usage": {"prompt_tokens": prompt, "total_tokens": prompt}})
+
+    async def _images(self, request: web.Request) -> web.Response:
+        _, body, mode = await self._other(request)
+        refused = self._refusal(mode)
+        if refused is not None:
+            return refused
+        if not isinstance(body.get("prompt"), str):
+            return _error(400, "prompt is required", "invalid_request_error")
+        items = []
+        for i in range(int(body.get("n") or 1)):
+            if body.get("response_format") == "b64_json":
+                item = {"b64_json": base64.b64encode(f"png#{i}:{body['prompt']}".encode()).decode()}
+            else:
+                item = {"url": f"http://img.mock/{i}.png"}
+            items.append({**item, "revised_prompt": body["prompt"]})
+        return web.json_response({"created": int(time.time()), "data": items})
 
     async def _trickle(self, resp: web.StreamResponse, data: bytes) -> None:
         for i in range(len(data)):

@@ -19,17 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
 from lightrelay.db.redis_link import RedisLink
-from lightrelay.http import admin_api, health, light, openai
+from lightrelay.errors import MethodNotAllowed, RelayError, UnknownPath
+from lightrelay.http import admin_api, health, light, messages, openai
 from lightrelay.http.guard import TokenGuard
 from lightrelay.http.hotpaths import HotPaths
 from lightrelay.http.ids import RequestIds
 from lightrelay.http.openapi import openapi_json
-from lightrelay.http.render import CORS
+from lightrelay.http.render import CORS, anthropic_error, lang_of, openai_error
 from lightrelay.metrics import Metrics
 from lightrelay.providers.base import Provider
 from lightrelay.providers.registry import build_provider, new_local, new_session
@@ -180,9 +181,34 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
+V1_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def v1_fallback(request: Request) -> Response:
+    """Whatever no route under ``/v1`` took: the CORS preflight for a door's path, 405 for a
+    door's path with another method, 404 for any other path; JSON in the door's own shape."""
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "endpoint", None) is v1_fallback:
+            continue
+        match, _ = route.matches(request.scope)
+        if match is Match.PARTIAL:
+            allowed |= getattr(route, "methods", None) or set()
+    method, path = request.method, request.url.path
+    if method == "OPTIONS" and allowed:
+        return await preflight(request)
+    render = anthropic_error if path == "/v1/messages" or path.startswith("/v1/messages/") else openai_error
+    if allowed and method != "OPTIONS":
+        exc: RelayError = MethodNotAllowed(f"不支持的方法 ({method} {path})", f"Method not allowed ({method} {path})")
+        return render(exc, lang_of(request), {"allow": ", ".join(sorted(allowed | {"OPTIONS"}))})
+    exc = UnknownPath(f"无效的地址 ({method} {path})", f"Invalid URL ({method} {path})")
+    return render(exc, lang_of(request))
+
+
 DOORS = {
     ("POST", "/api/light/chat/createChatCompletion"): light.create_chat_completion,
     ("POST", "/v1/chat/completions"): openai.chat_completions,
+    ("POST", "/v1/messages"): messages.create_message,
 }
 
 
@@ -193,7 +219,8 @@ def create_app(settings: Settings | None = None) -> HotPaths:
     routes += [
         Route("/v1/models", openai.list_models, methods=["GET"]),
         Route("/api/light/chat/createChatCompletion", preflight, methods=["OPTIONS"]),
-        Route("/v1/{path:path}", preflight, methods=["OPTIONS"]),
+        Route("/v1/models/{model:path}", openai.retrieve_model, methods=["GET"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
@@ -202,6 +229,7 @@ def create_app(settings: Settings | None = None) -> HotPaths:
     ]
     limits = console_limits(settings)
     routes += console_routes(settings, limits)
+    routes.append(Route("/v1/{path:path}", v1_fallback, methods=V1_METHODS))  # last: what nothing else took
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     guard = TokenGuard(Window.from_spec("bad_token", settings.rate_bad_token))

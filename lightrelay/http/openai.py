@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lightrelay.errors import RelayError
+from lightrelay.errors import NotFound, RelayError
 from lightrelay.http.guard import guard_of
 from lightrelay.http.io import LiveStream, dumps, read_json, unless_gone
 from lightrelay.http.light import bearer
@@ -97,3 +97,18 @@ async def list_models(request: Request) -> Response:
     data: list[dict[str, Any]] = [{"id": m, "object": "model", "created": now, "owned_by": "lightrelay"}
                                   for m in state.router.models()]
     return JSON({"object": "list", "data": data}, headers=CORS)
+
+
+async def retrieve_model(request: Request) -> Response:
+    """``GET /v1/models/{id}``: one model the relay serves, or 404 ``model_not_found``."""
+    state = request.app.state.lr
+    lang = lang_of(request)
+    model = request.path_params["model"]
+    try:
+        await guard_of(request).principal(request, state.relay, bearer(request))
+        if model not in state.router.models():
+            raise NotFound(f"未知模型: {model}", f"The model '{model}' does not exist", param="model")
+    except RelayError as exc:
+        return openai_error(exc, lang)
+    return JSON({"id": model, "object": "model", "created": int(time.time()), "owned_by": "lightrelay"},
+                headers=CORS)

@@ -1,4 +1,5 @@
-"""The one place errors become responses: the light envelope or the OpenAI error object."""
+"""The one place errors become responses: the light envelope, the OpenAI error object, or
+Anthropic's ``{"type": "error", "error": {...}}`` (the Messages door)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,21 @@ def openai_error_body(exc: RelayError, lang: str) -> dict[str, Any]:
 
 def openai_error(exc: RelayError, lang: str, extra: dict[str, str] | None = None) -> Response:
     return JSON(openai_error_body(exc, lang), status_code=exc.status, headers=_headers(exc, extra))
+
+
+# Anthropic's error types by status (its SDK picks its exception class from the status)
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+                   429: "rate_limit_error", 503: "overloaded_error", 529: "overloaded_error"}
+
+
+def anthropic_error_body(exc: RelayError, lang: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": ANTHROPIC_TYPES.get(exc.status, "api_error"),
+                                       "message": exc.message_for(lang)}}
+
+
+def anthropic_error(exc: RelayError, lang: str, extra: dict[str, str] | None = None) -> Response:
+    return JSON(anthropic_error_body(exc, lang), status_code=exc.status, headers=_headers(exc, extra))
 
 
 def internal(exc: Exception) -> RelayError:
