@@ -25,7 +25,7 @@ from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.errors import MethodNotAllowed, RelayError, UnknownPath
-from lightrelay.http import admin_api, health, light, messages, openai
+from lightrelay.http import admin_api, health, light, messages, openai, responses
 from lightrelay.http.guard import TokenGuard
 from lightrelay.http.hotpaths import HotPaths
 from lightrelay.http.ids import RequestIds
@@ -209,6 +209,7 @@ DOORS = {
     ("POST", "/api/light/chat/createChatCompletion"): light.create_chat_completion,
     ("POST", "/v1/chat/completions"): openai.chat_completions,
     ("POST", "/v1/messages"): messages.create_message,
+    ("POST", "/v1/responses"): responses.create_response,
 }
 
 
