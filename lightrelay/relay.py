@@ -21,7 +21,7 @@ from typing import Any
 
 from lightrelay import tokens
 from lightrelay.clock import utcnow
-from lightrelay.errors import Forbidden, RelayError, Unavailable, UpstreamError, UpstreamFailure
+from lightrelay.errors import Forbidden, NotFound, RelayError, Unavailable, UpstreamError, UpstreamFailure
 from lightrelay.providers.base import ChatCall
 from lightrelay.routing import Route, Router, no_channel
 from lightrelay.services.accounts import Principal
@@ -44,6 +44,7 @@ class ChatRequest:
     params: dict[str, Any]  # OpenAI params to pass on (no model/messages/stream/stream_options)
     stream: bool = False
     include_usage: bool = False
+    op: str = "complete"  # the provider method a whole reply comes from: complete | embed | images
 
 
 @dataclass(slots=True)
@@ -85,6 +86,8 @@ class Relay:
                             f"this account may not use {req.model} (GPT-4 access needed)",
                             param="model", code="model_not_allowed")
         routes = self.router.routes(req.model)
+        if req.op != "complete":
+            routes = self._routes_for(req, routes)
         try:
             charge = await self.quota.reserve(account_id=principal.account_id, limit=principal.daily_limit)
         except RelayError as exc:
@@ -94,6 +97,16 @@ class Relay:
         self.inflight += 1
         self._idle.clear()
         return Ticket(req, principal, routes, charge)
+
+    @staticmethod
+    def _routes_for(req: ChatRequest, routes: list[Route]) -> list[Route]:
+        """Only channels whose provider has the call's method (e.g. ``embed``: not the local model)."""
+        able = [r for r in routes if hasattr(r.provider, req.op)]
+        if not able:
+            what = {"embed": "embeddings", "images": "image generation"}.get(req.op, req.op)
+            raise NotFound(f"模型 {req.model} 没有支持{what}的渠道", f"no channel serving {req.model} supports {what}",
+                           param="model", code="model_not_found")
+        return able
 
     async def drain(self, timeout: float) -> int:
         """Wait (up to ``timeout`` s) for admitted calls to settle, so their usage rows are recorded;
@@ -109,7 +122,10 @@ class Relay:
             if not self.router.claim(route.channel):
                 continue
             try:
-                completion = await route.provider.complete(ticket.call_for(route))
+                call = ticket.call_for(route)
+                op = ticket.request.op
+                completion = await (route.provider.complete(call) if op == "complete"
+                                    else getattr(route.provider, op)(call))
             except UpstreamFailure as exc:
                 self.router.failed(route.channel)
                 last = exc
@@ -121,7 +137,7 @@ class Relay:
                 raise
             self.router.succeeded(route.channel)
             usage = completion.get("usage") or {}
-            if not usage.get("prompt_tokens") and not usage.get("completion_tokens"):
+            if op == "complete" and not usage.get("prompt_tokens") and not usage.get("completion_tokens"):
                 usage = self._count(ticket, [c.get("message", {}).get("content") or ""
                                              for c in completion.get("choices", [])])
                 completion["usage"] = usage

@@ -25,7 +25,7 @@ from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.errors import MethodNotAllowed, RelayError, UnknownPath
-from lightrelay.http import admin_api, completions, health, light, messages, openai, responses
+from lightrelay.http import admin_api, completions, embeddings, health, light, messages, openai, responses
 from lightrelay.http.guard import TokenGuard
 from lightrelay.http.hotpaths import HotPaths
 from lightrelay.http.ids import RequestIds
@@ -223,6 +223,7 @@ def create_app(settings: Settings | None = None) -> HotPaths:
         Route("/v1/models/{model:path}", openai.retrieve_model, methods=["GET"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/completions", completions.create_completion, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),

@@ -19,6 +19,11 @@ Rules every provider keeps:
   doors decide whether the caller sees it.
 - ``call.model`` is the channel's own model name (already mapped);
   ``call.public_model`` is what the caller asked for and what replies must say.
+
+Optional methods, for calls other than chat (``call.messages`` is empty, ``call.params`` holds
+the OpenAI request without ``model``): ``embed(call)`` → an OpenAI embeddings reply,
+``images(call)`` → an OpenAI images reply. A provider without one (the local model, chat-only
+upstream types) is never given such a call: the relay skips its channels.
 """
 
 from __future__ import annotations

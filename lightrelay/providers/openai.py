@@ -64,7 +64,8 @@ class OpenAIProvider:
     def __init__(self, session: aiohttp.ClientSession, *, base_url: str, api_key: str | None,
                  timeouts: Timeouts) -> None:
         self._session = session
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._base = base_url.rstrip("/")
+        self._url = self._base + "/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         self._secret = api_key
         if api_key:
@@ -83,10 +84,11 @@ class OpenAIProvider:
             return self._default_timeout
         return self._make_timeout(call.timeout)
 
-    async def _post(self, call: ChatCall, body: dict[str, Any], *, stream: bool = False) -> aiohttp.ClientResponse:
+    async def _post(self, call: ChatCall, body: dict[str, Any], *, stream: bool = False,
+                    url: str | None = None) -> aiohttp.ClientResponse:
         try:
             resp = await self._session.post(
-                self._url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout(call, stream)
+                url or self._url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout(call, stream)
             )
         except TimeoutError as exc:
             raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
@@ -170,6 +172,31 @@ class OpenAIProvider:
                 resp.release()
             else:
                 resp.close()
+
+    # -- other than chat: embeddings, images (the JSON body and reply pass through) ----------------
+    async def _relay_json(self, call: ChatCall, path: str) -> dict[str, Any]:
+        resp = await self._post(call, {"model": call.model, **call.params}, url=f"{self._base}/{path}")
+        try:
+            data = orjson.loads(await resp.read())
+        except TimeoutError as exc:
+            raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
+        except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+            raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a broken reply") from exc
+        finally:
+            resp.release()
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a reply without data")
+        return data
+
+    async def embed(self, call: ChatCall) -> dict[str, Any]:
+        """``POST {base}/embeddings``; ``call.params`` holds ``input`` and the rest."""
+        data = await self._relay_json(call, "embeddings")
+        data["model"] = call.public_model
+        return data
+
+    async def images(self, call: ChatCall) -> dict[str, Any]:
+        """``POST {base}/images/generations``; ``call.params`` holds ``prompt``, ``n`` and the rest."""
+        return await self._relay_json(call, "images/generations")
 
     async def close(self) -> None:
         """The session is owned by the app, not by one provider."""
