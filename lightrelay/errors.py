@@ -12,6 +12,8 @@ responses, only about the status a failure maps to.
     ├── NotFound                     404     not_found_error (model_not_found)
     │   └── UnknownPath              404     invalid_request_error (no such URL under /v1)
     ├── MethodNotAllowed             405     invalid_request_error (the URL exists, not the method)
+    ├── Conflict                     409     invalid_request_error (a redemption code already used)
+    ├── Gone                         410     invalid_request_error (an expired redemption code)
     ├── PayloadTooLarge              413     invalid_request_error
     ├── TooManyRequests              429     rate_limit_error   (carries retry_after)
     │   └── QuotaExceeded            429     daily count used up
@@ -33,6 +35,7 @@ class RelayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    headers: dict[str, str] | None = None  # extra response headers (a token's RPM: x-ratelimit-*)
 
     def __init__(
         self,
@@ -86,6 +89,22 @@ class MethodNotAllowed(RelayError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(RelayError):
+    """The thing was already done (a redemption code already used)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class Gone(RelayError):
+    """The thing is no longer valid (an expired redemption code)."""
+
+    status = 410
+    type = "invalid_request_error"
+    code = "gone"
 
 
 class PayloadTooLarge(RelayError):

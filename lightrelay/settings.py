@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     rate_register: str = "5/3600"  # sign-ups per client address
     rate_mail: str = "5/3600"  # codes mailed per email address
     rate_bad_token: str = "20/60"  # unknown API tokens per client address / seconds, then 429 for a while
+    rate_redeem: str = "10/600"  # redemption attempts per account and per client address / seconds
+    trusted_proxies: str = ""  # CIDRs whose X-Forwarded-For is believed (the caller's address for --ips)
+    invite_reward_calls: int = 0  # extra calls credited to both accounts of an invite sign-up (0 = off)
 
     log_level: str = "INFO"
     shutdown_grace_seconds: float = 30.0  # on SIGTERM, running calls may finish for this long
@@ -102,6 +106,18 @@ class Settings(BaseSettings):
     def _tz(cls, v: str) -> str:
         ZoneInfo(v)  # raises on an unknown zone
         return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        for item in (x.strip() for x in v.split(",")):
+            if item:
+                ip_network(item, strict=False)  # raises on a bad CIDR, naming it
+        return v
+
+    @cached_property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(ip_network(x.strip(), strict=False) for x in self.trusted_proxies.split(",") if x.strip())
 
     @cached_property
     def tz(self) -> ZoneInfo:

@@ -33,6 +33,11 @@ accounts = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("active", Boolean, nullable=False, default=True),  # email verified
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # issue 13 (migration 0006): redeemed extra calls, invites
+    Column("extra_calls", Integer, nullable=False, default=0, server_default="0"),  # spent after the daily ones
+    Column("extra_image_calls", Integer, nullable=False, default=0, server_default="0"),
+    Column("invite_code", String(32), unique=True),  # made on first need
+    Column("invited_by", Integer),
 )
 
 tokens = Table(
@@ -45,6 +50,12 @@ tokens = Table(
     Column("name", String(100), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    # per-token limits (migration 0006); NULL = none
+    Column("models", JSON),  # list of allowed public model names
+    Column("expires_at", DateTime(timezone=True)),
+    Column("ips", Text),  # comma-separated CIDRs
+    Column("rpm", Integer),
+    Column("daily_limit", Integer),  # counted inside the account's
 )
 
 channels = Table(
@@ -121,4 +132,40 @@ email_codes = Table(
     Column("tries", Integer, nullable=False, default=0),
     Column("used", Boolean, nullable=False, default=False),
     Index("ix_email_codes_email_purpose", "email", "purpose"),
+)
+
+# -- business (issue 13, migration 0006) -------------------------------------
+
+redeem_codes = Table(
+    "redeem_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("masked", String(32), nullable=False),
+    Column("batch", String(32), nullable=False),
+    Column("calls", Integer, nullable=False, default=0),
+    Column("image_calls", Integer, nullable=False, default=0),
+    Column("gpt4", Boolean, nullable=False, default=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("note", String(200), nullable=False, default=""),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("used_by", Integer),
+    Index("ix_redeem_codes_batch", "batch"),
+)
+
+token_counts = Table(
+    "token_counts",
+    metadata,
+    Column("token_id", Integer, ForeignKey("tokens.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("count", Integer, nullable=False, default=0),
+)
+
+model_weights = Table(
+    "model_weights",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("weight", Integer, nullable=False, default=1),
 )

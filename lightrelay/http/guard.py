@@ -8,6 +8,8 @@ looked up, so guessing learns nothing.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
 from starlette.requests import Request
 
 from lightrelay.errors import TooManyRequests, Unauthorized
@@ -19,12 +21,15 @@ from lightrelay.services.ratelimit import Window
 class TokenGuard:
     """Wraps token lookups: refuses blocked addresses, counts unknown tokens per address."""
 
-    def __init__(self, strikes: Window) -> None:
+    def __init__(self, strikes: Window, trusted: tuple[IPv4Network | IPv6Network, ...] = ()) -> None:
         self.strikes = strikes
+        self.trusted = trusted  # LIGHTRELAY_TRUSTED_PROXIES
 
-    @staticmethod
-    def _key(request: Request) -> str:
-        return request.client.host if request.client else "-"
+    def address(self, request: Request) -> str:
+        """The caller's address as the relay sees it (LIGHTRELAY_TRUSTED_PROXIES)."""
+        return client_address(request, self.trusted)
+
+    _key = address
 
     async def _check(self, key: str) -> None:
         wait = await self.strikes.wait(key)
@@ -37,7 +42,7 @@ class TokenGuard:
             await self.strikes.add(key)
 
     async def admit(self, request: Request, relay: Relay, req: ChatRequest) -> Ticket:
-        key = self._key(request)
+        key = req.client_ip = self._key(request)
         await self._check(key)
         try:
             return await relay.admit(req)
@@ -53,6 +58,35 @@ class TokenGuard:
         except Unauthorized as exc:
             await self._miss(key, exc)
             raise
+
+
+def client_address(request: Request, trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
+    """The caller's address: the peer's, unless the peer is a trusted proxy; then the last address in
+    ``X-Forwarded-For`` that is not a trusted proxy (the ones before it could be made up by the caller)."""
+    peer = request.client.host if request.client else "-"
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop if _valid(hop) else peer
+    return hops[0] if hops and _valid(hops[0]) else peer
+
+
+def _valid(address: str) -> bool:
+    try:
+        ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _trusted(address: str, trusted: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
 
 
 def guard_of(request: Request) -> TokenGuard:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -30,6 +32,87 @@ class Principal:
     gpt4: bool
     is_admin: bool
     disabled: bool
+    extra_calls: int = 0  # the balance when read (the reservation decides; this is for show)
+    # the token's own limits (None = none): checked in the relay from this cached answer
+    models: frozenset[str] | None = None
+    expires_at: float | None = None  # unix seconds
+    ips: tuple[IPv4Network | IPv6Network, ...] | None = None
+    rpm: int | None = None
+    token_limit: int | None = None  # the token's daily limit, counted inside the account's
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite gives back naive datetimes (stored as UTC)."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+MAX_IPS = 100
+
+
+def parse_ips(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """``"10.0.0.0/8, 192.168.1.7"`` → networks; AccountError naming the bad entry."""
+    nets = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            nets.append(ip_network(item, strict=False))
+        except ValueError:
+            raise AccountError(f"IP 地址或网段格式不正确: {item[:60]}",
+                               f"not an IP address or CIDR range: {item[:60]}", param="ips") from None
+    if not nets or len(nets) > MAX_IPS:
+        raise AccountError(f"请给出 1 到 {MAX_IPS} 个地址或网段", f"give 1 to {MAX_IPS} addresses or ranges",
+                           param="ips")
+    return tuple(nets)
+
+
+def parse_day_end(text: str, tz: tzinfo) -> datetime:
+    """``YYYY-MM-DD`` → the end of that day in the relay's time zone (valid through that day)."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise AccountError(f"日期格式应为 YYYY-MM-DD: {text[:40]}", f"a date must be YYYY-MM-DD: {text[:40]}",
+                           param="expires") from None
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+
+
+def parse_models(text: str) -> list[str]:
+    models = sorted({m.strip() for m in text.split(",") if m.strip()})
+    if not models or len(models) > 200 or any(len(m) > 200 for m in models):
+        raise AccountError("模型列表不正确", "give 1 to 200 model names, comma-separated", param="models")
+    return models
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLimits:
+    """A token's own limits (None = none)."""
+
+    models: list[str] | None = None
+    expires_at: datetime | None = None
+    ips: str | None = None  # normalised CIDRs, comma-separated
+    rpm: int | None = None
+    daily_limit: int | None = None
+
+    @classmethod
+    def parse(cls, *, models: str | None = None, expires: str | None = None, ips: str | None = None,
+              rpm: int | str | None = None, daily_limit: int | str | None = None, tz: tzinfo = UTC) -> TokenLimits:
+        """From user input (CLI or form); AccountError naming what is wrong. Empty = no limit."""
+        def number(value: int | str | None, name: str, low: int) -> int | None:
+            if value is None or (isinstance(value, str) and not value.strip()):
+                return None
+            try:
+                n = int(value)
+            except ValueError:
+                n = -1
+            if not low <= n <= 10_000_000:
+                raise AccountError(f"{name} 应为 {low} 到 10000000 的整数", f"{name} must be a whole number "
+                                   f"from {low} to 10000000", param=name)
+            return n
+
+        return cls(models=parse_models(models) if models and models.strip() else None,
+                   expires_at=parse_day_end(expires, tz) if expires and expires.strip() else None,
+                   ips=",".join(str(n) for n in parse_ips(ips)) if ips and ips.strip() else None,
+                   rpm=number(rpm, "rpm", 1), daily_limit=number(daily_limit, "daily_limit", 0))
 
 
 def normalize_email(email: str) -> str:
@@ -122,9 +205,11 @@ async def update_account(
     return account
 
 
-async def add_token(engine: AsyncEngine, *, account_id: int, name: str = "") -> str:
+async def add_token(engine: AsyncEngine, *, account_id: int, name: str = "",
+                    limits: TokenLimits | None = None) -> str:
     """Make a new API token for an account; returns it in full (the only time it is seen)."""
     token = security.new_token()
+    limits = limits or TokenLimits()
     async with engine.begin() as conn:
         await conn.execute(
             tokens.insert().values(
@@ -133,6 +218,8 @@ async def add_token(engine: AsyncEngine, *, account_id: int, name: str = "") -> 
                 masked=security.mask_token(token),
                 name=name[:100],
                 created_at=utcnow(),
+                models=limits.models, expires_at=limits.expires_at, ips=limits.ips, rpm=limits.rpm,
+                daily_limit=limits.daily_limit,
             )
         )
     return token
@@ -141,7 +228,8 @@ async def add_token(engine: AsyncEngine, *, account_id: int, name: str = "") -> 
 async def list_tokens(engine: AsyncEngine, *, account_id: int) -> list[dict[str, Any]]:
     """An account's tokens, masked, newest first."""
     stmt = (
-        select(tokens.c.id, tokens.c.masked, tokens.c.name, tokens.c.created_at, tokens.c.revoked_at)
+        select(tokens.c.id, tokens.c.masked, tokens.c.name, tokens.c.created_at, tokens.c.revoked_at,
+               tokens.c.models, tokens.c.expires_at, tokens.c.ips, tokens.c.rpm, tokens.c.daily_limit)
         .where(tokens.c.account_id == account_id)
         .order_by(tokens.c.id.desc())
     )
@@ -172,7 +260,8 @@ async def find_principal(engine: AsyncEngine, *, token_hash: str) -> Principal |
         select(
             tokens.c.id.label("token_id"), tokens.c.token_hash, accounts.c.id, accounts.c.email,
             accounts.c.daily_limit, accounts.c.gpt4, accounts.c.is_admin, accounts.c.disabled,
-            accounts.c.active,
+            accounts.c.active, accounts.c.extra_calls, tokens.c.models, tokens.c.expires_at, tokens.c.ips,
+            tokens.c.rpm, tokens.c.daily_limit.label("token_limit"),
         )
         .join(accounts, accounts.c.id == tokens.c.account_id)
         .where(tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None))
@@ -184,6 +273,10 @@ async def find_principal(engine: AsyncEngine, *, token_hash: str) -> Principal |
     return Principal(
         account_id=row.id, email=row.email, token_id=row.token_id, daily_limit=row.daily_limit,
         gpt4=bool(row.gpt4), is_admin=bool(row.is_admin), disabled=bool(row.disabled) or not row.active,
+        extra_calls=row.extra_calls or 0,
+        models=frozenset(row.models) if row.models is not None else None,
+        expires_at=_aware(row.expires_at).timestamp() if row.expires_at is not None else None,
+        ips=parse_ips(row.ips) if row.ips else None, rpm=row.rpm, token_limit=row.token_limit,
     )
 
 

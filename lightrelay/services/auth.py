@@ -50,6 +50,8 @@ class Authenticator:
             raise Unauthorized("令牌无效或已撤销", "invalid or revoked API token")
         if found.disabled:
             raise Forbidden("账号已被禁用", "this account is disabled", code="account_disabled")
+        if found.expires_at is not None and found.expires_at <= time.time():
+            raise Unauthorized("令牌已过期", "this API token has expired", code="token_expired")
         return found
 
     async def _look_up(self, key: str) -> Principal | None:

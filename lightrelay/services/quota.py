@@ -1,8 +1,15 @@
 """The daily call count: one atomic, durable reservation per call, refunded if the call fails.
 
-``reserve`` is a single conditional UPDATE (``count = count + 1 WHERE count <
+``reserve`` is a single conditional UPDATE (``count = count + w WHERE count + w <=
 limit``), committed before the upstream is called, so the count is exact under
 any concurrency, across processes sharing the database, and survives a crash.
+
+Extra calls (redemption codes, invites): once a call no longer fits in today's
+count, it is paid whole from the account's ``extra_calls`` balance with the same
+kind of conditional UPDATE (``extra_calls = extra_calls - w WHERE extra_calls >=
+w``). A model's weight ``w`` (``model set MODEL --weight N``) is what one call
+costs, in both. A token with its own daily limit also counts its calls in
+``token_counts`` (inside the account's count), in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,8 +21,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lightrelay.clock import Clock
-from lightrelay.db.models import daily_counts
+from lightrelay.db.models import accounts, daily_counts, token_counts
 from lightrelay.errors import QuotaExceeded
+
+# What a take answered: (source, count, extra_left). source: "daily" (paid from today's count),
+# "extra" (paid from the balance; extra_left is what is left), "full" (neither has room; count is
+# today's), "token_full" (the token's own daily limit; count is the token's count today).
+Take = tuple[str, int, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +38,10 @@ class Charge:
     day: str
     count: int
     limit: int | None
+    weight: int = 1
+    source: str = "daily"  # "daily" | "extra"
+    token_id: int | None = None  # set when the token's own daily count was charged too
+    extra_left: int | None = None  # the balance after this call, when it was paid from it
 
 
 class SqlCounter:
@@ -55,6 +71,60 @@ class SqlCounter:
             row = (await conn.execute(stmt)).first()
         return row[0] if row else None
 
+    async def take(self, account_id: int, day: str, limit: int | None, weight: int = 1,
+                   token_id: int | None = None, token_limit: int | None = None, extra: bool = True) -> Take:
+        """Charge ``weight`` to today's count, else (``extra``) to the extra balance; the token's own
+        count too when it has a limit. One transaction: a refusal leaves nothing changed."""
+        col, tcol, acol = daily_counts.c, token_counts.c, accounts.c
+        async with self._engine.begin() as conn:
+            if token_limit is not None:
+                await conn.execute(self._insert(token_counts).values(token_id=token_id, day=day, count=0)
+                                   .on_conflict_do_nothing())
+                row = (await conn.execute(
+                    update(token_counts).where(tcol.token_id == token_id, tcol.day == day,
+                                               tcol.count + weight <= token_limit)
+                    .values(count=tcol.count + weight).returning(tcol.count))).first()
+                if row is None:
+                    await conn.rollback()
+                    return ("token_full", token_limit, None)
+            await conn.execute(
+                self._insert(daily_counts).values(account_id=account_id, day=day, count=0).on_conflict_do_nothing()
+            )
+            stmt = (update(daily_counts).where(col.account_id == account_id, col.day == day)
+                    .values(count=col.count + weight).returning(col.count))
+            if limit is not None:
+                stmt = stmt.where(col.count + weight <= limit)
+            row = (await conn.execute(stmt)).first()
+            if row is not None:
+                return ("daily", row[0], None)
+            count = (await conn.execute(select(col.count).where(col.account_id == account_id,
+                                                                col.day == day))).scalar_one()
+            if extra:
+                row = (await conn.execute(
+                    update(accounts).where(acol.id == account_id, acol.extra_calls >= weight)
+                    .values(extra_calls=acol.extra_calls - weight).returning(acol.extra_calls))).first()
+                if row is not None:
+                    return ("extra", count, row[0])
+            await conn.rollback()  # undoes the token's count
+            return ("full", count, None)
+
+    async def give(self, charge: Charge) -> None:
+        """Undo a take (a failed call)."""
+        col, tcol, acol = daily_counts.c, token_counts.c, accounts.c
+        w = charge.weight
+        async with self._engine.begin() as conn:
+            if charge.source == "extra":
+                await conn.execute(update(accounts).where(acol.id == charge.account_id)
+                                   .values(extra_calls=acol.extra_calls + w))
+            else:
+                await conn.execute(update(daily_counts).where(col.account_id == charge.account_id,
+                                                              col.day == charge.day, col.count >= w)
+                                   .values(count=col.count - w))
+            if charge.token_id is not None:
+                await conn.execute(update(token_counts).where(tcol.token_id == charge.token_id,
+                                                              tcol.day == charge.day, tcol.count >= w)
+                                   .values(count=tcol.count - w))
+
     async def decr(self, account_id: int, day: str) -> None:
         col = daily_counts.c
         async with self._engine.begin() as conn:
@@ -80,20 +150,35 @@ class Quota:
         self.counter = counter
         self.clock = clock
 
-    async def reserve(self, *, account_id: int, limit: int | None) -> Charge:
+    async def reserve(self, *, account_id: int, limit: int | None, weight: int = 1, token_id: int | None = None,
+                      token_limit: int | None = None, extra: bool = True) -> Charge:
+        """Charge one call of ``weight`` units: today's count first, then the extra balance.
+        ``token_limit``: the token's own daily limit (counted inside the account's)."""
         day = self.clock.today()
-        count = await self.counter.incr(account_id, day, limit)
-        if count is None:
+        source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id, token_limit,
+                                                            extra)
+        if source == "token_full":
             reset = self.clock.next_midnight().strftime("%Y-%m-%d %H:%M %Z")
             raise QuotaExceeded(
-                f"今日调用次数已用完（{limit}/{limit}），将于 {reset} 重置",
-                f"today's calls are used up ({limit}/{limit}); the count resets at {reset}",
+                f"此令牌今日调用次数已用完（上限 {token_limit}），将于 {reset} 重置",
+                f"this token's calls for today are used up (limit {token_limit}); the count resets at {reset}",
+                code="token_daily_limit_reached", retry_after=self.clock.seconds_to_midnight(),
+            )
+        if source == "full":
+            reset = self.clock.next_midnight().strftime("%Y-%m-%d %H:%M %Z")
+            cost = f"（本模型每次计 {weight} 次）" if weight != 1 else ""
+            cost_en = f" (a call of this model counts {weight})" if weight != 1 else ""
+            raise QuotaExceeded(
+                f"今日调用次数已用完（{count}/{limit}），额外次数也已用完{cost}，将于 {reset} 重置",
+                f"today's calls are used up ({count}/{limit}) and no extra calls are left{cost_en}; "
+                f"the count resets at {reset}",
                 retry_after=self.clock.seconds_to_midnight(),
             )
-        return Charge(account_id=account_id, day=day, count=count, limit=limit)
+        return Charge(account_id=account_id, day=day, count=count, limit=limit, weight=weight, source=source,
+                      token_id=token_id if token_limit is not None else None, extra_left=extra_left)
 
     async def refund(self, charge: Charge) -> None:
-        await self.counter.decr(charge.account_id, charge.day)
+        await self.counter.give(charge)
 
     async def used_today(self, account_id: int) -> int:
         return await self.counter.get(account_id, self.clock.today())

@@ -132,3 +132,27 @@ class Window:
                 self._hits = {k: h for k, h in self._hits.items() if h and h[-1] > now - self.window}
             hits = self._hits[key] = deque()
         hits.append(now)
+
+
+class PerMinute:
+    """Requests per minute with a limit per key (a token's ``--rpm``): one ``Window`` per distinct limit,
+    all counting under the same name, so the count of a key is shared by every process once bound to
+    Redis (the fixed window's ``INCR`` is atomic: exact across processes)."""
+
+    def __init__(self, name: str, window: float = 60.0) -> None:
+        self.name, self.window = name, window
+        self._windows: dict[int, Window] = {}
+        self._link: RedisLink | None = None
+
+    def bind(self, link: RedisLink | None) -> None:
+        self._link = link
+        for w in self._windows.values():
+            w.bind(link)
+
+    async def hit(self, key: str, limit: int) -> int | None:
+        """Count one request for ``key`` if under ``limit``; else the seconds to wait."""
+        window = self._windows.get(limit)
+        if window is None:
+            window = self._windows[limit] = Window(self.name, limit, self.window)
+            window.bind(self._link)
+        return await window.hit(key)

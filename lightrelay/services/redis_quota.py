@@ -22,17 +22,18 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
+from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lightrelay.clock import Clock
-from lightrelay.db.models import daily_counts
+from lightrelay.db.models import accounts, daily_counts
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.errors import Unavailable
-from lightrelay.services.quota import SqlCounter
+from lightrelay.services.quota import Charge, SqlCounter, Take
 
 log = logging.getLogger("lightrelay.quota")
 MIRROR_LOCK = 7_405_552  # PostgreSQL advisory lock: one mirror flush at a time, so writes keep Redis's order
@@ -50,6 +51,40 @@ end
 local limit = tonumber(ARGV[1])
 if limit >= 0 and tonumber(v) >= limit then return -1 end
 return redis.call('INCR', KEYS[1])
+"""
+# KEYS[1] count key, KEYS[2] the token's count key; ARGV[1] limit (-1: none); ARGV[2] expire-at (unix s);
+# ARGV[3] seed ('' = do not seed); ARGV[4] weight; ARGV[5] the token's limit (-1: none)
+# returns {count, status}: status 0 charged, -1 the limit is reached (the token's units stay taken: the
+# caller pays from the extra balance or gives them back), -2 the key is missing and no seed was given,
+# -3 the token's own limit is reached (nothing taken)
+TAKE = b"""
+local v = redis.call('GET', KEYS[1])
+if not v then
+  if ARGV[3] == '' then return {0, -2} end
+  redis.call('SET', KEYS[1], ARGV[3])
+  redis.call('EXPIREAT', KEYS[1], ARGV[2])
+  v = ARGV[3]
+end
+local w = tonumber(ARGV[4])
+local tl = tonumber(ARGV[5])
+if tl >= 0 then
+  local t = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if t + w > tl then return {t, -3} end
+  redis.call('INCRBY', KEYS[2], w)
+  redis.call('EXPIREAT', KEYS[2], ARGV[2])
+end
+local limit = tonumber(ARGV[1])
+if limit >= 0 and tonumber(v) + w > limit then return {tonumber(v), -1} end
+return {redis.call('INCRBY', KEYS[1], w), 0}
+"""
+# KEYS[1] a count key; ARGV[1] how many to give back (never below 0)
+GIVE = b"""
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local n = tonumber(v) - tonumber(ARGV[1])
+if n < 0 then n = 0 end
+redis.call('SET', KEYS[1], n, 'KEEPTTL')
+return n
 """
 REFUND = b"""
 local v = redis.call('GET', KEYS[1])
@@ -83,14 +118,74 @@ class RedisCounter:
         return int((self._clock.next_midnight() + timedelta(days=1)).timestamp())
 
     async def _script(self, script: bytes, key: str, *args: object) -> int:
+        return int(await self._eval(script, 1, key, *args))
+
+    async def _eval(self, script: bytes, nkeys: int, *keys_and_args: object) -> Any:
         sha = self._shas.get(script)
         if sha is None:
             sha = self._shas[script] = await self._redis.script_load(script)
         try:
-            return int(await self._redis.evalsha(sha, 1, key, *args))
+            return await self._redis.evalsha(sha, nkeys, *keys_and_args)
         except NoScriptError:  # Redis restarted and forgot its scripts
             self._shas[script] = await self._redis.script_load(script)
-            return int(await self._redis.evalsha(self._shas[script], 1, key, *args))
+            return await self._redis.evalsha(self._shas[script], nkeys, *keys_and_args)
+
+    def _token_key(self, token_id: int | None, day: str) -> str:
+        return f"{self._link.prefix}tcount:{day}:{token_id}"
+
+    async def take(self, account_id: int, day: str, limit: int | None, weight: int = 1,
+                   token_id: int | None = None, token_limit: int | None = None, extra: bool = True) -> Take:
+        """Today's count in Redis (with the token's own count, in the same script); when it is full,
+        the call is paid from the extra balance, which the database keeps (one conditional UPDATE,
+        only for calls past the daily count). See ``quota.Take``."""
+        if not self._link.up:
+            return ("daily", await self._unavailable(account_id, day, None), None)
+        keys = (self._key(account_id, day), self._token_key(token_id, day))
+        args = (-1 if limit is None else limit, self._expire_at())
+        tail = (weight, -1 if token_limit is None else token_limit)
+        try:
+            count, status = await self._eval(TAKE, 2, *keys, *args, "", *tail)
+            if status == -2:  # first call of the day here, or Redis lost the key: seed from the mirror
+                count, status = await self._eval(TAKE, 2, *keys, *args, await self._stored(account_id, day), *tail)
+        except (RedisError, OSError) as exc:
+            return ("daily", await self._unavailable(account_id, day, exc), None)
+        count, status = int(count), int(status)
+        if status == -3:
+            return ("token_full", token_limit or 0, None)
+        if status == 0:
+            self._dirty.add((account_id, day))
+            return ("daily", count, None)
+        left = await self._spend_extra(account_id, weight) if extra else None
+        if left is not None:
+            return ("extra", count, left)
+        if token_limit is not None:
+            await self._give_back(keys[1], weight)
+        return ("full", count, None)
+
+    async def _spend_extra(self, account_id: int, weight: int) -> int | None:
+        col = accounts.c
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(update(accounts).where(col.id == account_id, col.extra_calls >= weight)
+                                      .values(extra_calls=col.extra_calls - weight)
+                                      .returning(col.extra_calls))).first()
+        return None if row is None else row[0]
+
+    async def _give_back(self, key: str, weight: int) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._eval(GIVE, 1, key, weight)
+
+    async def give(self, charge: Charge) -> None:
+        """Undo a take (a failed call): the extra balance in the database, the counts in Redis."""
+        if charge.source == "extra":
+            col = accounts.c
+            async with self._engine.begin() as conn:
+                await conn.execute(update(accounts).where(col.id == charge.account_id)
+                                   .values(extra_calls=col.extra_calls + charge.weight))
+        elif self._link.up:
+            await self._give_back(self._key(charge.account_id, charge.day), charge.weight)
+            self._dirty.add((charge.account_id, charge.day))
+        if charge.token_id is not None and self._link.up:
+            await self._give_back(self._token_key(charge.token_id, charge.day), charge.weight)
 
     def _down(self) -> Unavailable:
         return Unavailable("调用计数服务（Redis）暂时不可用，请稍后再试",

@@ -56,6 +56,17 @@ _INCR = ("UPDATE daily_counts SET count = count + 1 WHERE account_id = ? AND day
          "AND (? IS NULL OR count < ?) RETURNING count")
 _DECR = "UPDATE daily_counts SET count = count - 1 WHERE account_id = ? AND day = ? AND count > 0"
 _GET = "SELECT count FROM daily_counts WHERE account_id = ? AND day = ?"
+# weighted takes (model weights, extra balance, per-token daily limits): see quota.py
+_TAKE = ("UPDATE daily_counts SET count = count + ? WHERE account_id = ? AND day = ? "
+         "AND (? IS NULL OR count + ? <= ?) RETURNING count")
+_GIVE = "UPDATE daily_counts SET count = count - ? WHERE account_id = ? AND day = ? AND count >= ?"
+_EXTRA_TAKE = ("UPDATE accounts SET extra_calls = extra_calls - ? WHERE id = ? AND extra_calls >= ? "
+               "RETURNING extra_calls")
+_EXTRA_GIVE = "UPDATE accounts SET extra_calls = extra_calls + ? WHERE id = ?"
+_TOKEN_INSERT = "INSERT INTO token_counts (token_id, day, count) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
+_TOKEN_TAKE = ("UPDATE token_counts SET count = count + ? WHERE token_id = ? AND day = ? AND count + ? <= ? "
+               "RETURNING count")
+_TOKEN_GIVE = "UPDATE token_counts SET count = count - ? WHERE token_id = ? AND day = ? AND count >= ?"
 _USAGE_COLUMNS = [c.name for c in usage.columns if c.name != "id"]
 _CREATED_AT = _USAGE_COLUMNS.index("created_at")
 _usage_fields = operator.itemgetter(*_USAGE_COLUMNS)
@@ -167,6 +178,15 @@ class SqliteWriter:
     async def decr(self, account_id: int, day: str) -> None:
         await self._ask("decr", account_id, day)
 
+    async def take(self, account_id: int, day: str, limit: int | None, weight: int = 1,
+                   token_id: int | None = None, token_limit: int | None = None, extra: bool = True) -> Any:
+        """Today's count, else the extra balance, and the token's own count (see ``quota.Take``)."""
+        return await self._ask("take", account_id, day, limit, weight, token_id, token_limit, extra)
+
+    async def give(self, charge: Any) -> None:
+        """Undo a take (a failed call)."""
+        await self._ask("give", charge.account_id, charge.day, charge.weight, charge.source, charge.token_id)
+
     async def get(self, account_id: int, day: str) -> int:
         return await self._ask("get", account_id, day)
 
@@ -196,13 +216,20 @@ class SqliteWriter:
     def _settle_all(self, results: list[tuple[tuple[Any, ...], Any]], *, queued: bool = True) -> None:
         if queued:
             self._queued -= len(results)
-        for (loop, future, op, account_id, day, *_), result in results:
+        for (loop, future, op, account_id, day, *rest), result in results:
             if not future.done():
                 future.set_result(result)
             elif op == "incr" and result is not None:  # the caller was cancelled meanwhile: undo its charge
-                self._pending.append((loop, loop.create_future(), "decr", account_id, day))
-                if len(self._pending) == 1:
-                    loop.call_soon(self._hand_off)
+                self._undo(loop, "decr", account_id, day)
+            elif op == "take" and result[0] in ("daily", "extra"):
+                weight, token_id, token_limit = rest[1], rest[2], rest[3]
+                self._undo(loop, "give", account_id, day, weight, result[0],
+                           token_id if token_limit is not None else None)
+
+    def _undo(self, loop: Any, *job: Any) -> None:
+        self._pending.append((loop, loop.create_future(), *job))
+        if len(self._pending) == 1:
+            loop.call_soon(self._hand_off)
 
     # -- the writer thread ---------------------------------------------------
     def _run(self) -> None:
@@ -283,6 +310,17 @@ def _apply(db: sqlite3.Connection, op: str, account_id: int | None, day: str | N
     if op == "decr":
         db.execute(_DECR, (account_id, day))
         return None
+    if op == "take":
+        return _take(db, account_id, day, *rest)
+    if op == "give":
+        weight, source, token_id = rest
+        if source == "extra":
+            db.execute(_EXTRA_GIVE, (weight, account_id))
+        else:
+            db.execute(_GIVE, (weight, account_id, day, weight))
+        if token_id is not None:
+            db.execute(_TOKEN_GIVE, (weight, token_id, day, weight))
+        return None
     if op == "usage":
         rows = rest[0]
         db.execute(_usage_insert(len(rows)), _usage_values(rows))
@@ -290,3 +328,25 @@ def _apply(db: sqlite3.Connection, op: str, account_id: int | None, day: str | N
     row = db.execute(_GET, (account_id, day)).fetchone()
     return row[0] if row else 0
 
+
+
+def _take(db: sqlite3.Connection, account_id: Any, day: Any, limit: int | None, weight: int,
+          token_id: int | None, token_limit: int | None, extra: bool) -> tuple[str, int, int | None]:
+    """One call's charge inside the batch's transaction (see ``quota.Take``); a refusal leaves nothing
+    changed (the token's count is put back by hand: the transaction is shared with other calls)."""
+    if token_limit is not None:
+        db.execute(_TOKEN_INSERT, (token_id, day))
+        if db.execute(_TOKEN_TAKE, (weight, token_id, day, weight, token_limit)).fetchone() is None:
+            return ("token_full", token_limit, None)
+    db.execute(_INSERT, (account_id, day))
+    row = db.execute(_TAKE, (weight, account_id, day, limit, weight, limit)).fetchone()
+    if row is not None:
+        return ("daily", row[0], None)
+    count = db.execute(_GET, (account_id, day)).fetchone()[0]
+    if extra:
+        row = db.execute(_EXTRA_TAKE, (weight, account_id, weight)).fetchone()
+        if row is not None:
+            return ("extra", count, row[0])
+    if token_limit is not None:
+        db.execute(_TOKEN_GIVE, (weight, token_id, day, weight))
+    return ("full", count, None)

@@ -33,7 +33,8 @@ def principal_of(account: dict[str, Any]) -> Principal:
         raise Forbidden("账号已被禁用", "this account is disabled", code="account_disabled")
     return Principal(account_id=account["id"], email=account["email"], token_id=None,  # type: ignore[arg-type]
                      daily_limit=account["daily_limit"], gpt4=bool(account["gpt4"]),
-                     is_admin=bool(account["is_admin"]), disabled=False)
+                     is_admin=bool(account["is_admin"]), disabled=False,
+                     extra_calls=account.get("extra_calls") or 0)
 
 
 def routes(console: Console) -> list[BaseRoute]:

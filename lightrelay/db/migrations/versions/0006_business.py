@@ -1,0 +1,75 @@
+"""business: redemption codes, extra-call balances, invites, per-token limits, model weights
+
+Revision ID: 0006
+Revises: 0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("accounts") as batch:
+        batch.add_column(sa.Column("extra_calls", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("extra_image_calls", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("invite_code", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("invited_by", sa.Integer(), nullable=True))
+        batch.create_unique_constraint("uq_accounts_invite_code", ["invite_code"])
+    with op.batch_alter_table("tokens") as batch:
+        batch.add_column(sa.Column("models", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("ips", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("rpm", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("daily_limit", sa.Integer(), nullable=True))
+    op.create_table(
+        "redeem_codes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("code_hash", sa.String(64), nullable=False),
+        sa.Column("masked", sa.String(32), nullable=False),
+        sa.Column("batch", sa.String(32), nullable=False),
+        sa.Column("calls", sa.Integer(), nullable=False),
+        sa.Column("image_calls", sa.Integer(), nullable=False),
+        sa.Column("gpt4", sa.Boolean(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("note", sa.String(200), nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("used_by", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("code_hash"),
+    )
+    op.create_index("ix_redeem_codes_batch", "redeem_codes", ["batch"])
+    op.create_table(
+        "token_counts",
+        sa.Column("token_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["token_id"], ["tokens.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("token_id", "day"),
+    )
+    op.create_table(
+        "model_weights",
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("weight", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("model"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("model_weights")
+    op.drop_table("token_counts")
+    op.drop_index("ix_redeem_codes_batch", table_name="redeem_codes")
+    op.drop_table("redeem_codes")
+    with op.batch_alter_table("tokens") as batch:
+        for name in ("daily_limit", "rpm", "ips", "expires_at", "models"):
+            batch.drop_column(name)
+    with op.batch_alter_table("accounts") as batch:
+        batch.drop_constraint("uq_accounts_invite_code", type_="unique")
+        for name in ("invited_by", "invite_code", "extra_image_calls", "extra_calls"):
+            batch.drop_column(name)
