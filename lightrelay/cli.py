@@ -80,6 +80,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
 
     from lightrelay.db.engine import migrate_sync
+    from lightrelay.http import server
 
     settings = _settings()
     try:
@@ -89,6 +90,12 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     migrate_sync(settings)  # once, before any worker starts
+    before, nofile = server.raise_nofile()  # the workers inherit it
+    header_timeout, max_connections = server.limits(settings)
+    logging.getLogger("lightrelay").info(
+        "open-file limit %d%s; at most %d open connections per process; request headers within %.0f s; "
+        "idle connections closed after %.0f s", nofile, f" (raised from {before})" if before != nofile else "",
+        max_connections, header_timeout, settings.keepalive_timeout_seconds)
     # The quota writer and usage threads share the GIL with the event loop: hand it back within
     # 0.5 ms instead of Python's default 5 ms, which otherwise shows up as a 5 ms tail on calls.
     sys.setswitchinterval(0.0005)
@@ -96,8 +103,9 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         _prometheus_multiproc_dir(settings)
     uvicorn.run(
         "lightrelay.http.app:app_factory", factory=True, host=host or settings.host, port=port or settings.port,
-        workers=workers, loop="auto", http="auto", access_log=False, log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        workers=workers, loop="auto", http=server.GuardedProtocol, access_log=False,
+        log_level=settings.log_level.lower(), timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        timeout_keep_alive=max(1, round(settings.keepalive_timeout_seconds)),
     )
 
 

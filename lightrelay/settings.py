@@ -89,6 +89,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     shutdown_grace_seconds: float = 30.0  # on SIGTERM, running calls may finish for this long
+    header_timeout_seconds: float = 10.0  # a connection must send a request's headers within this long
+    keepalive_timeout_seconds: float = 5.0  # an idle kept-alive connection is closed after this long
+    max_connections: int = 0  # open connections per process before new ones get 503; 0 = from the open-file limit
 
     # the CLI as a client of a running relay (`lightrelay chat`)
     url: str | None = None  # default http://<host>:<port>

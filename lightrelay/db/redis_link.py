@@ -27,6 +27,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from lightrelay.supervise import Supervised
+
 log = logging.getLogger("lightrelay.redis")
 PING_SECONDS = 1.0
 TOPICS = ("auth", "channels")
@@ -69,7 +71,7 @@ class RedisLink:
         self.reason: str | None = None
         self._on_state = on_state
         self._handler: Callable[[str], Awaitable[None]] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[Supervised] = []  # the ping and the listener, started again if they die
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- health -----------------------------------------------------------------
@@ -143,15 +145,20 @@ class RedisLink:
     async def start(self, handler: Callable[[str], Awaitable[None]]) -> None:
         self._handler = handler
         await self.check()
-        self._tasks = [asyncio.create_task(self._ping_forever(), name="redis-ping"),
-                       asyncio.create_task(self._listen_forever(), name="redis-invalidate")]
+        self._tasks = [Supervised("redis-ping", self._ping_forever),
+                       Supervised("redis-invalidate", self._listen_forever)]
+        for task in self._tasks:
+            task.start()
+
+    @property
+    def watching(self) -> str | None:
+        """None while the ping and the listener run; else which is down and why."""
+        down = [f"{t.name}: {t.reason or 'not running'}" for t in self._tasks if not t.up]
+        return "; ".join(down) or None
 
     async def close(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await task.stop()
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         await self.client.aclose()

@@ -31,6 +31,7 @@ from lightrelay.http.hotpaths import HotPaths
 from lightrelay.http.ids import RequestIds
 from lightrelay.http.openapi import openapi_json
 from lightrelay.http.render import CORS, anthropic_error, lang_of, openai_error
+from lightrelay.http.server import EXIT_MARGIN_SECONDS, arm_exit_watchdog
 from lightrelay.metrics import Metrics
 from lightrelay.providers.base import Provider
 from lightrelay.providers.registry import build_provider, new_local, new_session
@@ -45,6 +46,7 @@ from lightrelay.services.redis_quota import RedisCounter
 from lightrelay.services.sqlite_writer import SqliteWriter
 from lightrelay.services.usage import UsageRecorder
 from lightrelay.settings import Settings, load_settings
+from lightrelay.supervise import Supervised
 from lightrelay.web import console_limits, console_routes
 
 log = logging.getLogger("lightrelay")
@@ -65,6 +67,8 @@ class State:
     session: aiohttp.ClientSession
     metrics: Metrics
     redis: RedisLink | None = None  # set when LIGHTRELAY_REDIS_URL is
+    sqlite_writer: SqliteWriter | None = None  # set on SQLite
+    images: Any = None  # quota.ImageQuota: today's images per account
     local: Any = None  # the built-in LocalProvider, made on first use
     request_ids: RequestIds = field(default_factory=RequestIds)
 
@@ -117,7 +121,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     relay = Relay(auth=auth, router=router, quota=Quota(counter, clock), recorder=recorder,
                   gpt4_prefix=settings.gpt4_prefix)
     state = box["state"] = State(settings=settings, engine=engine, clock=clock, keybox=keybox, router=router,
-                                 relay=relay, recorder=recorder, session=session, metrics=metrics, redis=link)
+                                 relay=relay, recorder=recorder, session=session, metrics=metrics, redis=link,
+                                 sqlite_writer=sqlite_writer)
     app.state.lr = state
     metrics.queue_depth = lambda: state.local.queue_depth if state.local is not None else 0
 
@@ -136,15 +141,20 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
                 log.exception("reloading channels failed")
 
     refresher: asyncio.Task[None] | None = None
+    writer_watch = Supervised("sqlite-writer-watch", sqlite_writer.watch) if sqlite_writer else None
     try:  # from here on, a failed start still closes what was opened
         await state.reload_channels()
         recorder.start()
+        if writer_watch is not None:
+            writer_watch.start()
         if link is not None and isinstance(counter, RedisCounter):
             await link.start(on_broadcast)
             for window in app.state.rate_windows:
                 window.bind(link)
             counter.start()
         refresher = asyncio.create_task(refresh_forever(), name="channel-refresh")
+        if getattr(app.state, "exit_watchdog", False):  # uvicorn's signal handlers are in place by now
+            arm_exit_watchdog(settings.shutdown_grace_seconds + EXIT_MARGIN_SECONDS)
         # Everything built so far lives as long as the process: keep it out of the garbage collector's
         # full passes, which otherwise stall the event loop for tens of milliseconds under load.
         gc.collect()
@@ -157,8 +167,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-        await relay.drain(5.0)  # streams cut at the end of the grace period record their rows first
-        await recorder.close()
+        await relay.drain(2.0)  # streams cut at the end of the grace period record their rows first
+        await recorder.close(timeout=2.0)
+        if writer_watch is not None:
+            await writer_watch.stop()
         if link is not None and isinstance(counter, RedisCounter):
             await counter.close()
             await link.close()
@@ -242,5 +254,8 @@ def create_app(settings: Settings | None = None) -> HotPaths:
 
 
 def app_factory() -> HotPaths:
-    """Entry point for ``uvicorn --factory`` (each worker process builds its own app)."""
-    return create_app()
+    """Entry point for ``uvicorn --factory`` (each worker process builds its own app). A served
+    process also gets the exit watchdog: SIGTERM ends it within the grace period plus a few seconds."""
+    app = create_app()
+    app.app.state.exit_watchdog = True
+    return app

@@ -1,5 +1,6 @@
 """Operations endpoints: ``/healthz`` (the process is alive), ``/readyz`` (it can serve
-calls: database and, when configured, Redis answer) and ``/metrics`` (Prometheus)."""
+calls: database and, when configured, Redis answer; the background workers it depends on
+run) and ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ async def readyz(request: Request) -> Response:
         ready = False
     link = state.redis
     if link is not None:
-        if link.up:
+        if link.up and link.watching:  # the ping that keeps ``up`` true is not running
+            checks["redis"] = f"down: {link.watching}; restarting it"
+            ready = False
+        elif link.up:
             checks["redis"] = "ok"
         else:
             fail_open = state.settings.redis_fail_open
@@ -41,6 +45,13 @@ async def readyz(request: Request) -> Response:
                                + ("admitted uncounted (LIGHTRELAY_REDIS_FAIL_OPEN)" if fail_open
                                   else "refused with 503 until it is back"))
             ready = ready and fail_open
+    writer = state.sqlite_writer
+    if writer is not None:  # the thread that writes daily counts and usage rows on SQLite
+        checks["sqlite_writer"] = "ok" if writer.up else f"down: {writer.reason}; restarting it every second"[:300]
+        ready = ready and writer.up
+    recorder = state.recorder.task
+    checks["usage_recorder"] = "ok" if recorder.up else f"down: {recorder.reason or 'not running'}; restarting it"
+    ready = ready and recorder.up
     return JSON({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
 
 

@@ -19,6 +19,12 @@ one multi-row INSERT per chunk, so the event loop never spends time binding thou
 of parameters.
 
 One writer serves one event loop (the app's).
+
+Supervised: if the thread dies (it cannot open the database, e.g. the process ran out
+of file descriptors), every job it held fails at once with 503 ``database_unavailable``,
+``up`` turns False with the reason (``/readyz`` shows it), and jobs handed over while it
+is down fail at once too instead of waiting for a thread that is gone. ``watch()`` (the
+app runs it) starts a new thread every ``RESTART_SECONDS`` until one opens the database.
 """
 
 from __future__ import annotations
@@ -35,12 +41,14 @@ from collections import deque
 from typing import Any
 
 from lightrelay.db.models import usage
+from lightrelay.errors import Unavailable
 
 log = logging.getLogger("lightrelay.quota")
 
 MAX_BATCH = 512
 QUIET_SECONDS = 0.001  # a job after this long without one is committed at once (see _ask)
 USAGE_CHUNK = 100
+RESTART_SECONDS = 1.0  # a dead writer thread is started again this often until it opens the database
 
 
 class UnwrittenRows(Exception):
@@ -90,6 +98,14 @@ def _usage_values(rows: list[dict[str, Any]]) -> list[Any]:
     return values
 
 
+def database_unavailable(exc: BaseException) -> Unavailable:
+    """What a caller gets when the database cannot be written (503, retry shortly)."""
+    error = Unavailable("数据库暂时不可用，请稍后重试", f"the database is unavailable ({exc}); please retry shortly",
+                        code="database_unavailable", retry_after=2)
+    error.__cause__ = exc
+    return error
+
+
 def _connect(path: str, *, busy_ms: int) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000)
     db.execute("PRAGMA journal_mode=WAL")
@@ -111,6 +127,11 @@ class SqliteWriter:
         self._last_ask = 0.0
         self._thread: threading.Thread | None = None
         self._here: sqlite3.Connection | None = None  # the event loop's own, for batches made at once
+        self.up = True  # False while the thread is dead; ``reason`` says why
+        self.reason: str | None = None
+        self.restarts = 0
+        self._died_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that started the thread
 
     # -- the async side (event loop thread) -------------------------------------
     async def _ask(self, *job: Any) -> Any:
@@ -149,19 +170,60 @@ class SqliteWriter:
             else:
                 self._settle_all(list(zip(batch, results, strict=True)), queued=False)
                 return
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="quota-writer", daemon=True)
-            self._thread.start()
+        if not self._alive():
+            if not self.up and time.monotonic() - self._died_at < RESTART_SECONDS:
+                # the thread died a moment ago: fail fast, watch() tries again soon
+                error = database_unavailable(sqlite3.OperationalError(self.reason))
+                for _loop, future, *_ in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                return
+            self._start_thread()
         self._queued += len(batch)
         self._jobs.put(batch)
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start_thread(self) -> None:
+        if self._thread is not None:
+            self.restarts += 1
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="quota-writer", daemon=True)
+        self._thread.start()
+
+    async def watch(self) -> None:
+        """Start the thread again while it is dead (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(RESTART_SECONDS)
+            if not self.up and not self._alive():
+                log.warning("restarting the SQLite writer thread")
+                self._start_thread()
+
+    def _went_down(self, reason: str) -> None:
+        """(event loop) The thread died: say so, and fail what it held. Jobs it never took stay queued
+        for the next thread."""
+        if self.up:
+            log.error("SQLite writer is down (%s); database writes fail with 503 until it is back", reason)
+        self.up, self.reason, self._died_at = False, reason, time.monotonic()
+
+    def _came_up(self) -> None:
+        if not self.up:
+            log.warning("SQLite writer is back")
+        self.up, self.reason = True, None
 
     def _commit_here(self, batch: list[tuple[Any, ...]]) -> list[Any]:
         """The batch's count jobs in one transaction on the event loop's own connection; _Busy
         (nothing written) if another connection holds the lock. It never waits for the lock and
         never checkpoints (the thread's connection does)."""
         if self._here is None:
-            self._here = _connect(self._path, busy_ms=0)
-            self._here.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                here = _connect(self._path, busy_ms=0)
+                here.execute("PRAGMA wal_autocheckpoint=0")
+            except sqlite3.Error as exc:  # e.g. out of file descriptors: the thread may still manage
+                log.warning("SQLite: cannot open the event loop's connection (%s)", exc)
+                raise _Busy from None
+            self._here = here
         try:
             return _transaction(self._here, batch)
         except Exception as exc:
@@ -169,6 +231,8 @@ class SqliteWriter:
                     sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise _Busy from None  # BEGIN IMMEDIATE found the lock taken
             log.exception("SQLite write failed (%s)", batch[0][2])
+            if isinstance(exc, sqlite3.Error):
+                raise database_unavailable(exc) from exc
             raise
 
     async def incr(self, account_id: int, day: str, limit: int | None) -> int | None:
@@ -233,38 +297,80 @@ class SqliteWriter:
 
     # -- the writer thread ---------------------------------------------------
     def _run(self) -> None:
-        db = _connect(self._path, busy_ms=30000)
         usage_backlog: deque[tuple[Any, ...]] = deque()
-        stopping = False
         try:
-            while not (stopping and not usage_backlog):
-                batch: list[tuple[Any, ...]] = []
-                block = not usage_backlog and not stopping
-                while len(batch) < MAX_BATCH:
-                    try:
-                        more = self._jobs.get() if block and not batch else self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stopping = True
-                        break
-                    batch += more
-                counts = [job for job in batch if job[2] != "usage"]
-                usage_backlog.extend(job for job in batch if job[2] == "usage")
-                if counts:
-                    self._commit(db, counts)
-                # One usage chunk per turn: reservations that arrive meanwhile wait for one chunk's
-                # transaction (about USAGE_CHUNK rows), not for a whole flush.
-                if usage_backlog:
-                    self._commit(db, [usage_backlog.popleft()])
+            db = _connect(self._path, busy_ms=30000)
+        except BaseException as exc:
+            self._die(exc, [])
+            return
+        self._post(None, self._came_up)
+        try:
+            self._serve(db, usage_backlog)
+        except BaseException as exc:
+            self._die(exc, list(usage_backlog))
+            raise
         finally:
             db.close()
+
+    def _post(self, loop: Any, callback: Any, *args: Any) -> bool:
+        """Run ``callback`` on ``loop`` (None: the loop that started the thread); False if it is closed."""
+        loop = loop or self._loop
+        if loop is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            return False
+        return True
+
+    def _die(self, exc: BaseException, held: list[tuple[Any, ...]]) -> None:
+        """(thread) This thread ends: fail the jobs it held and every job still queued, then report."""
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("SQLite writer thread died: %s", reason)
+        while True:
+            try:
+                more = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._jobs.put(None)  # close() is waiting for it: keep it for the next thread
+                break
+            held += more
+        error = database_unavailable(exc if isinstance(exc, Exception) else sqlite3.OperationalError(reason))
+        for loop, future, *_ in held:
+            self._post(loop, self._fail, future, error)
+        self._post(None, self._went_down, reason)
+
+    def _serve(self, db: sqlite3.Connection, usage_backlog: deque[tuple[Any, ...]]) -> None:
+        stopping = False
+        while not (stopping and not usage_backlog):
+            batch: list[tuple[Any, ...]] = []
+            block = not usage_backlog and not stopping
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._jobs.get() if block and not batch else self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch += more
+            counts = [job for job in batch if job[2] != "usage"]
+            usage_backlog.extend(job for job in batch if job[2] == "usage")
+            if counts:
+                self._commit(db, counts)
+            # One usage chunk per turn: reservations that arrive meanwhile wait for one chunk's
+            # transaction (about USAGE_CHUNK rows), not for a whole flush.
+            if usage_backlog:
+                self._commit(db, [usage_backlog.popleft()])
 
     def _commit(self, db: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
         try:
             results = _transaction(db, batch)
         except Exception as exc:  # nothing of this batch was written
             log.exception("SQLite write failed (%s)", batch[0][2])
+            if isinstance(exc, sqlite3.Error):
+                exc = database_unavailable(exc)
             for loop, future, *_ in batch:
                 try:
                     loop.call_soon_threadsafe(self._fail, future, exc)

@@ -1,7 +1,9 @@
 """Usage records: queued on the hot path, written in batches by one background task.
 
 ``record`` never waits for the database; ``close`` flushes every queued row, so
-a clean shutdown loses nothing.
+a clean shutdown loses nothing (unless the database cannot be written for
+``close``'s whole timeout: then the count of rows lost is logged and shutdown goes on).
+The flushing task is supervised: if it dies it is started again (``lightrelay.supervise``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lightrelay.db.models import accounts, usage
+from lightrelay.supervise import Supervised
 
 log = logging.getLogger("lightrelay.usage")
 
@@ -32,12 +35,12 @@ class UsageRecorder:
         self._batch_size = batch_size
         self._rows: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.task = Supervised("usage-recorder", self._run)
         self._closing = False
         self._writing = asyncio.Lock()  # one writer: a flush returns only when earlier rows are written
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        self.task.start()
 
     def record(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
@@ -84,13 +87,19 @@ class UsageRecorder:
                     return
                 await asyncio.sleep(0.2)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Write every queued row; after ``timeout`` s of failing, log how many are lost and return."""
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        while self._rows:
-            await self.flush()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.task.join()
+                while self._rows:
+                    await self.flush()
+        except TimeoutError:
+            log.error("%d usage rows could not be written before shutdown (the database did not accept them "
+                      "for %.0f s); they are lost", len(self._rows), timeout)
+        await self.task.stop()
 
 
 async def recent_calls(engine: AsyncEngine, *, account_id: int | None = None, limit: int = 20,
