@@ -16,7 +16,8 @@ responses, only about the status a failure maps to.
     ├── Gone                         410     invalid_request_error (an expired redemption code)
     ├── PayloadTooLarge              413     invalid_request_error
     ├── TooManyRequests              429     rate_limit_error   (carries retry_after)
-    │   └── QuotaExceeded            429     daily count used up
+    │   ├── QuotaExceeded            429     daily count used up
+    │   └── CallsInFlight            429     the rest of the count is held by calls still running
     ├── ClientGone                   499     the caller hung up before the reply (nothing is sent)
     └── UpstreamFailure              5xx     the model could not answer
         ├── UpstreamError            502     bad status / broken reply from upstream
@@ -121,6 +122,13 @@ class TooManyRequests(RelayError):
 
 class QuotaExceeded(TooManyRequests):
     code = "daily_limit_reached"
+
+
+class CallsInFlight(TooManyRequests):
+    """Refused only because calls still in progress hold the rest of today's count (they may be
+    refunded): retry in a few seconds."""
+
+    code = "calls_in_flight"
 
 
 class ClientGone(RelayError):

@@ -217,6 +217,7 @@ class Relay:
     def _finish(self, ticket: Ticket) -> None:
         if not ticket.finished:
             ticket.finished = True
+            self.quota.settled(ticket.charge)  # charged: the call no longer holds the count as "in flight"
             self._count_out()
 
     def _count_out(self) -> None:

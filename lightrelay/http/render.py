@@ -38,6 +38,8 @@ def _headers(exc: RelayError, extra: dict[str, str] | None) -> dict[str, str]:
         headers["retry-after"] = str(exc.retry_after)
     if exc.status == 429 and exc.code == "daily_limit_reached":
         headers["x-should-retry"] = "false"
+    elif exc.status == 429 and exc.code == "calls_in_flight":
+        headers["x-should-retry"] = "true"
     if exc.headers:
         headers.update(exc.headers)
     if extra:

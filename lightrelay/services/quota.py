@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lightrelay.clock import Clock
 from lightrelay.db.models import accounts, daily_counts, token_counts
-from lightrelay.errors import QuotaExceeded
+from lightrelay.errors import CallsInFlight, QuotaExceeded
 
 # What a take answered: (source, count, extra_left). source: "daily" (paid from today's count),
 # "extra" (paid from the balance; extra_left is what is left), "full" (neither has room; count is
@@ -143,12 +143,18 @@ class SqlCounter:
         return row[0] if row else 0
 
 
+IN_FLIGHT_RETRY_SECONDS = 2  # Retry-After for a call refused because of calls still in progress
+
+
 class Quota:
     """Reserve / refund a call against an account's daily limit."""
 
     def __init__(self, counter: SqlCounter, clock: Clock) -> None:
         self.counter = counter
         self.clock = clock
+        # (account, day) → reservations of this process's calls still running: a refusal while some
+        # are is "retry in a moment" (they may be refunded), not "come back tomorrow"
+        self._inflight: dict[tuple[int, str], int] = {}
 
     async def reserve(self, *, account_id: int, limit: int | None, weight: int = 1, token_id: int | None = None,
                       token_limit: int | None = None, extra: bool = True) -> Charge:
@@ -157,6 +163,8 @@ class Quota:
         day = self.clock.today()
         source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id, token_limit,
                                                             extra)
+        if source in ("full", "token_full") and self._inflight.get((account_id, day)):
+            raise self._busy(self._inflight[(account_id, day)])
         if source == "token_full":
             reset = self.clock.next_midnight().strftime("%Y-%m-%d %H:%M %Z")
             raise QuotaExceeded(
@@ -174,11 +182,33 @@ class Quota:
                 f"the count resets at {reset}",
                 retry_after=self.clock.seconds_to_midnight(),
             )
+        self._inflight[(account_id, day)] = self._inflight.get((account_id, day), 0) + 1
         return Charge(account_id=account_id, day=day, count=count, limit=limit, weight=weight, source=source,
                       token_id=token_id if token_limit is not None else None, extra_left=extra_left)
 
     async def refund(self, charge: Charge) -> None:
-        await self.counter.give(charge)
+        try:
+            await self.counter.give(charge)
+        finally:  # only once the refund is written: until then a refused caller is told to retry
+            self.settled(charge)
+
+    def settled(self, charge: Charge) -> None:
+        """The call of ``charge`` ended (charged or refunded): it no longer holds the count."""
+        key = (charge.account_id, charge.day)
+        left = self._inflight.get(key, 0) - 1
+        if left > 0:
+            self._inflight[key] = left
+        else:
+            self._inflight.pop(key, None)
+
+    @staticmethod
+    def _busy(running: int) -> CallsInFlight:
+        return CallsInFlight(
+            f"今日剩余次数正被 {running} 个进行中的调用占用，请几秒后重试（失败的调用不计次数）",
+            f"the rest of today's calls are held by {running} call(s) still in progress; retry in a few "
+            "seconds (a call that fails is not counted)",
+            retry_after=IN_FLIGHT_RETRY_SECONDS,
+        )
 
     async def used_today(self, account_id: int) -> int:
         return await self.counter.get(account_id, self.clock.today())
