@@ -52,6 +52,18 @@ def _run(fn: Callable[..., Awaitable[T]], *, notify: str | None = None, **kwargs
         raise click.ClickException(exc.en) from None
 
 
+def _image_limit(value: str) -> int | None:
+    """``--image-limit``: None (the setting's default), -1 (unlimited) or a count."""
+    value = value.strip().lower()
+    if value == "default":
+        return None
+    if value == "unlimited":
+        return -1
+    if not value.isdigit():
+        raise click.BadParameter("use a whole number ≥ 0, 'unlimited' or 'default'", param_hint="--image-limit")
+    return int(value)
+
+
 def _limit(value: str | None) -> int | None:
     if value is None:
         return None
@@ -176,25 +188,30 @@ def user_list(search: str) -> None:
 @user.command("set")
 @click.argument("email")
 @click.option("--daily-limit", default=None, help="a number or 'unlimited'")
+@click.option("--image-limit", default=None,
+              help="images per day: a number, 'unlimited', or 'default' (LIGHTRELAY_DEFAULT_IMAGE_LIMIT)")
 @click.option("--gpt4/--no-gpt4", default=None)
 @click.option("--disable/--enable", "disabled", default=None)
 @click.option("--admin/--no-admin", default=None)
 @click.option("--password", default=None)
-def user_set(email: str, daily_limit: str | None, gpt4: bool | None, disabled: bool | None,
-             admin: bool | None, password: str | None) -> None:
+def user_set(email: str, daily_limit: str | None, image_limit: str | None, gpt4: bool | None,
+             disabled: bool | None, admin: bool | None, password: str | None) -> None:
     """Change an account."""
     from lightrelay.services import accounts
 
     changes: dict[str, Any] = {"gpt4": gpt4, "disabled": disabled, "is_admin": admin, "password": password}
     if daily_limit is not None:
         changes["daily_limit"] = _limit(daily_limit)
+    if image_limit is not None:
+        changes["image_limit"] = _image_limit(image_limit)
 
     async def go(settings: Settings, engine) -> dict:  # noqa: ANN001
         return await accounts.update_account(engine, email=email, **changes)
 
     row = _run(go, notify="auth")
     limit = "unlimited" if row["daily_limit"] is None else row["daily_limit"]
-    click.echo(f"{row['email']}: daily limit {limit}, gpt4 {'yes' if row['gpt4'] else 'no'}, "
+    images = {None: "default", -1: "unlimited"}.get(row.get("image_limit"), row.get("image_limit"))
+    click.echo(f"{row['email']}: daily limit {limit}, image limit {images}, gpt4 {'yes' if row['gpt4'] else 'no'}, "
                f"{'disabled' if row['disabled'] else 'enabled'}")
 
 

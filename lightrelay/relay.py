@@ -72,6 +72,7 @@ class Relay:
         self.quota = quota
         self.recorder = recorder
         self._gpt4_prefix = gpt4_prefix
+        self.images: Any = None  # quota.ImageQuota (the images door, the light info block); set by the app
         self.inflight = 0  # admitted calls not yet settled or refunded
         self._idle = asyncio.Event()
         self._idle.set()

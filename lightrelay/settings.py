@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # accounts and quota
     timezone: str = "Asia/Shanghai"
     default_daily_limit: int | None = 10  # None = unlimited
+    default_image_limit: int | None = 5  # images per account per day (accounts without their own); None = unlimited
     default_model: str = "gpt-3.5-turbo-1106"
     default_models: tuple[str, ...] = DEFAULT_MODELS
     gpt4_prefix: str = "gpt-4"  # models whose name starts with this need GPT-4 access
@@ -97,7 +98,7 @@ class Settings(BaseSettings):
     url: str | None = None  # default http://<host>:<port>
     token: SecretStr | None = None
 
-    @field_validator("default_daily_limit", mode="before")
+    @field_validator("default_daily_limit", "default_image_limit", mode="before")
     @classmethod
     def _unlimited(cls, v: object) -> object:
         if isinstance(v, str) and v.strip().lower() in {"unlimited", "none", "-1"}:

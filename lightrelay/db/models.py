@@ -28,6 +28,7 @@ accounts = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("password_hash", String(200)),
     Column("daily_limit", Integer),  # NULL = unlimited
+    Column("image_limit", Integer),  # images per day; NULL = LIGHTRELAY_DEFAULT_IMAGE_LIMIT, -1 = unlimited
     Column("gpt4", Boolean, nullable=False, default=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("disabled", Boolean, nullable=False, default=False),
@@ -82,6 +83,14 @@ daily_counts = Table(
     metadata,
     Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
     Column("day", String(10), primary_key=True),  # YYYY-MM-DD in the relay's time zone
+    Column("count", Integer, nullable=False, default=0),
+)
+
+image_counts = Table(  # images generated per account per day (same shape as daily_counts)
+    "image_counts",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", String(10), primary_key=True),
     Column("count", Integer, nullable=False, default=0),
 )
 

@@ -25,7 +25,17 @@ from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.errors import MethodNotAllowed, RelayError, UnknownPath
-from lightrelay.http import admin_api, completions, embeddings, health, light, messages, openai, responses
+from lightrelay.http import (
+    admin_api,
+    completions,
+    embeddings,
+    health,
+    images,
+    light,
+    messages,
+    openai,
+    responses,
+)
 from lightrelay.http.guard import TokenGuard
 from lightrelay.http.hotpaths import HotPaths
 from lightrelay.http.ids import RequestIds
@@ -40,7 +50,7 @@ from lightrelay.routing import Router
 from lightrelay.security import KeyBox
 from lightrelay.services.auth import Authenticator
 from lightrelay.services.channels import load_channels
-from lightrelay.services.quota import Quota, SqlCounter
+from lightrelay.services.quota import ImageQuota, Quota, SqlCounter, SqlImageCounter
 from lightrelay.services.ratelimit import Window
 from lightrelay.services.redis_quota import RedisCounter
 from lightrelay.services.sqlite_writer import SqliteWriter
@@ -124,6 +134,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
                                  relay=relay, recorder=recorder, session=session, metrics=metrics, redis=link,
                                  sqlite_writer=sqlite_writer)
     app.state.lr = state
+    # images have their own daily count: on the SQLite writer's group commits, else the database itself
+    state.images = relay.images = ImageQuota(
+        sqlite_writer or SqlImageCounter(engine), clock, default_limit=settings.default_image_limit,
+        available=lambda: any(hasattr(p, "images") for p in router.providers()))
     metrics.queue_depth = lambda: state.local.queue_depth if state.local is not None else 0
 
     async def on_broadcast(topic: str) -> None:  # another process changed tokens, accounts or channels
@@ -236,6 +250,7 @@ def create_app(settings: Settings | None = None) -> HotPaths:
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/completions", completions.create_completion, methods=["POST"]),
         Route("/v1/embeddings", embeddings.create_embeddings, methods=["POST"]),
+        Route("/v1/images/generations", images.create_images, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),

@@ -110,6 +110,14 @@ async def _session_account(request: Request, state: Any) -> int:
     return account_id
 
 
+async def full_info(ticket: Ticket, images: Any) -> dict[str, Any]:
+    """``info`` with the image fields (``sdLimitCount``, ``sdTextToImg``, ``isSdHide``)."""
+    out = info(ticket)
+    if images is not None:
+        out.update(await images.info(ticket.principal.account_id, ticket.principal.image_limit))
+    return out
+
+
 def bearer(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     return auth[7:].strip() if auth[:7].lower() == "bearer " else None
@@ -133,7 +141,8 @@ async def create_chat_completion(request: Request) -> Response:
         ticket = await guard_of(request).admit(request, state.relay, req)
         if not req.stream:
             completion = await unless_gone(request, state.relay.complete(ticket))
-            envelope = {"code": 200, "data": {"completion": completion, "info": info(ticket)}, "message": OK}
+            details = await full_info(ticket, state.images)
+            envelope = {"code": 200, "data": {"completion": completion, "info": details}, "message": OK}
             return JSON(envelope, headers=CORS)
         stream = await unless_gone(request, state.relay.open_stream(ticket))
     except RelayError as exc:
@@ -149,7 +158,7 @@ async def create_chat_completion(request: Request) -> Response:
 async def light_stream_body(stream: RelayStream, lang: str) -> AsyncIterator[bytes]:
     ticket = stream.ticket
     yield frame({"id": stream.id, "object": "chat.completion.chunk", "model": ticket.request.model,
-                 "created": stream.created, "info": info(ticket)})
+                 "created": stream.created, "info": await full_info(ticket, stream.relay.images)})
     try:
         async with contextlib.aclosing(stream.chunks()) as chunks:
             async for chunk in chunks:

@@ -32,6 +32,7 @@ class Principal:
     gpt4: bool
     is_admin: bool
     disabled: bool
+    image_limit: int | None = None  # the account's own images per day; None: the setting's, -1: unlimited
     extra_calls: int = 0  # the balance when read (the reservation decides; this is for show)
     # the token's own limits (None = none): checked in the relay from this cached answer
     models: frozenset[str] | None = None
@@ -180,6 +181,7 @@ async def update_account(
     *,
     email: str,
     daily_limit: int | None = _UNSET,
+    image_limit: int | None = _UNSET,
     gpt4: bool | None = None,
     disabled: bool | None = None,
     is_admin: bool | None = None,
@@ -190,6 +192,8 @@ async def update_account(
     values: dict[str, Any] = {}
     if daily_limit is not _UNSET:
         values["daily_limit"] = daily_limit
+    if image_limit is not _UNSET:
+        values["image_limit"] = image_limit
     if gpt4 is not None:
         values["gpt4"] = gpt4
     if disabled is not None:
@@ -259,7 +263,8 @@ async def find_principal(engine: AsyncEngine, *, token_hash: str) -> Principal |
     stmt = (
         select(
             tokens.c.id.label("token_id"), tokens.c.token_hash, accounts.c.id, accounts.c.email,
-            accounts.c.daily_limit, accounts.c.gpt4, accounts.c.is_admin, accounts.c.disabled,
+            accounts.c.daily_limit, accounts.c.image_limit, accounts.c.gpt4, accounts.c.is_admin,
+            accounts.c.disabled,
             accounts.c.active, accounts.c.extra_calls, tokens.c.models, tokens.c.expires_at, tokens.c.ips,
             tokens.c.rpm, tokens.c.daily_limit.label("token_limit"),
         )
@@ -271,6 +276,7 @@ async def find_principal(engine: AsyncEngine, *, token_hash: str) -> Principal |
     if row is None or not security.same_hash(row.token_hash, token_hash):
         return None
     return Principal(
+        image_limit=row.image_limit,
         account_id=row.id, email=row.email, token_id=row.token_id, daily_limit=row.daily_limit,
         gpt4=bool(row.gpt4), is_admin=bool(row.is_admin), disabled=bool(row.disabled) or not row.active,
         extra_calls=row.extra_calls or 0,

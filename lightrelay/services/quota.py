@@ -14,14 +14,17 @@ costs, in both. A token with its own daily limit also counts its calls in
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lightrelay.clock import Clock
-from lightrelay.db.models import accounts, daily_counts, token_counts
+from lightrelay.db.models import accounts, daily_counts, image_counts, token_counts
 from lightrelay.errors import CallsInFlight, QuotaExceeded
 
 # What a take answered: (source, count, extra_left). source: "daily" (paid from today's count),
@@ -212,3 +215,119 @@ class Quota:
 
     async def used_today(self, account_id: int) -> int:
         return await self.counter.get(account_id, self.clock.today())
+
+
+# -- images: their own daily count ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ImageCharge:
+    """Reserved images: whose, which day, how many, and the count including them."""
+
+    account_id: int
+    day: str
+    n: int
+    count: int
+
+
+class SqlImageCounter:
+    """Today's images in ``image_counts``, through SQLAlchemy: the same conditional UPDATE as the call
+    count (``count + n <= limit``), so it is exact across processes sharing the database (on PostgreSQL
+    also with Redis: images are few and slow, the row lock is cheap next to them)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    async def images_take(self, account_id: int, day: str, limit: int | None, n: int) -> int | None:
+        col = image_counts.c
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                self._insert(image_counts).values(account_id=account_id, day=day, count=0).on_conflict_do_nothing()
+            )
+            stmt = (update(image_counts).where(col.account_id == account_id, col.day == day)
+                    .values(count=col.count + n).returning(col.count))
+            if limit is not None:
+                stmt = stmt.where(col.count + n <= limit)
+            row = (await conn.execute(stmt)).first()
+        return row[0] if row else None
+
+    async def images_give(self, account_id: int, day: str, n: int) -> None:
+        col = image_counts.c
+        async with self._engine.begin() as conn:
+            await conn.execute(update(image_counts).where(col.account_id == account_id, col.day == day,
+                                                          col.count >= n).values(count=col.count - n))
+
+    async def images_get(self, account_id: int, day: str) -> int:
+        col = image_counts.c
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(
+                select(col.count).where(col.account_id == account_id, col.day == day))).first()
+        return row[0] if row else 0
+
+
+IMAGE_COUNT_TTL = 5.0  # seconds this process trusts the image count it last saw (for the light info block)
+
+
+class ImageQuota:
+    """Reserve / refund images against an account's daily image limit: the account's ``image_limit``
+    (-1 = unlimited), else ``default_limit`` (LIGHTRELAY_DEFAULT_IMAGE_LIMIT; None = unlimited).
+    ``counter`` is the SQLite writer (group commits) or a ``SqlImageCounter``."""
+
+    def __init__(self, counter: Any, clock: Clock, *, default_limit: int | None,
+                 available: Callable[[], bool] = lambda: True) -> None:
+        self.counter = counter
+        self.clock = clock
+        self.default_limit = default_limit
+        self.available = available  # is any channel able to make images?
+        self._seen: dict[tuple[int, str], tuple[float, int]] = {}  # (account, day) -> (when, count)
+
+    def limit_of(self, account_limit: int | None) -> int | None:
+        if account_limit is None:
+            return self.default_limit
+        return None if account_limit < 0 else account_limit
+
+    def _note(self, account_id: int, day: str, count: int) -> None:
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        self._seen[(account_id, day)] = (time.monotonic(), count)
+
+    async def reserve(self, *, account_id: int, account_limit: int | None, n: int) -> ImageCharge:
+        day = self.clock.today()
+        limit = self.limit_of(account_limit)
+        count = await self.counter.images_take(account_id, day, limit, n)
+        if count is None:
+            reset = self.clock.next_midnight().strftime("%Y-%m-%d %H:%M %Z")
+            raise QuotaExceeded(
+                f"今日图片额度不足（上限 {limit} 张，本次 {n} 张），将于 {reset} 重置",
+                f"today's image limit ({limit}) leaves no room for {n} more; the count resets at {reset}",
+                code="image_limit_reached", retry_after=self.clock.seconds_to_midnight(),
+            )
+        self._note(account_id, day, count)
+        return ImageCharge(account_id=account_id, day=day, n=n, count=count)
+
+    async def refund(self, charge: ImageCharge) -> None:
+        await self.counter.images_give(charge.account_id, charge.day, charge.n)
+        hit = self._seen.get((charge.account_id, charge.day))
+        if hit is not None:
+            self._note(charge.account_id, charge.day, max(0, hit[1] - charge.n))
+
+    async def used_today(self, account_id: int) -> int:
+        """Images made today (read at most every IMAGE_COUNT_TTL seconds per account in this process)."""
+        day = self.clock.today()
+        hit = self._seen.get((account_id, day))
+        if hit is not None and time.monotonic() - hit[0] < IMAGE_COUNT_TTL:
+            return hit[1]
+        count = await self.counter.images_get(account_id, day)
+        self._note(account_id, day, count)
+        return count
+
+    async def info(self, account_id: int, account_limit: int | None) -> dict[str, Any]:
+        """The light protocol's image fields (the seed's types): ``sdLimitCount`` today's limit (-1:
+        unlimited), ``sdTextToImg`` images made today, ``isSdHide`` "2" available / "1" not."""
+        limit = self.limit_of(account_limit)
+        on = limit != 0 and self.available()
+        try:
+            used = await self.used_today(account_id)
+        except Exception:  # the info block never fails a call: the count last seen (or 0)
+            used = self._seen.get((account_id, self.clock.today()), (0.0, 0))[1]
+        return {"sdLimitCount": -1 if limit is None else limit, "sdTextToImg": used, "isSdHide": "2" if on else "1"}

@@ -64,6 +64,12 @@ _INCR = ("UPDATE daily_counts SET count = count + 1 WHERE account_id = ? AND day
          "AND (? IS NULL OR count < ?) RETURNING count")
 _DECR = "UPDATE daily_counts SET count = count - 1 WHERE account_id = ? AND day = ? AND count > 0"
 _GET = "SELECT count FROM daily_counts WHERE account_id = ? AND day = ?"
+# today's images (quota.ImageQuota): the same conditional UPDATE on image_counts, n at a time
+_IMAGES_INSERT = "INSERT INTO image_counts (account_id, day, count) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
+_IMAGES_TAKE = ("UPDATE image_counts SET count = count + ? WHERE account_id = ? AND day = ? "
+                "AND (? IS NULL OR count + ? <= ?) RETURNING count")
+_IMAGES_GIVE = "UPDATE image_counts SET count = count - ? WHERE account_id = ? AND day = ? AND count >= ?"
+_IMAGES_GET = "SELECT count FROM image_counts WHERE account_id = ? AND day = ?"
 # weighted takes (model weights, extra balance, per-token daily limits): see quota.py
 _TAKE = ("UPDATE daily_counts SET count = count + ? WHERE account_id = ? AND day = ? "
          "AND (? IS NULL OR count + ? <= ?) RETURNING count")
@@ -254,6 +260,16 @@ class SqliteWriter:
     async def get(self, account_id: int, day: str) -> int:
         return await self._ask("get", account_id, day)
 
+    async def images_take(self, account_id: int, day: str, limit: int | None, n: int) -> int | None:
+        """Add ``n`` images unless that would pass ``limit``; the new count, or None if refused."""
+        return await self._ask("images_take", account_id, day, limit, n)
+
+    async def images_give(self, account_id: int, day: str, n: int) -> None:
+        await self._ask("images_give", account_id, day, n)
+
+    async def images_get(self, account_id: int, day: str) -> int:
+        return await self._ask("images_get", account_id, day)
+
     async def insert_usage(self, rows: list[dict[str, Any]]) -> None:
         """Write usage rows (the recorder's batch), in transactions of at most USAGE_CHUNK rows.
 
@@ -283,6 +299,10 @@ class SqliteWriter:
         for (loop, future, op, account_id, day, *rest), result in results:
             if not future.done():
                 future.set_result(result)
+            elif op == "images_take" and result is not None:  # the caller was cancelled meanwhile: undo
+                self._pending.append((loop, loop.create_future(), "images_give", account_id, day, rest[1]))
+                if len(self._pending) == 1:
+                    loop.call_soon(self._hand_off)
             elif op == "incr" and result is not None:  # the caller was cancelled meanwhile: undo its charge
                 self._undo(loop, "decr", account_id, day)
             elif op == "take" and result[0] in ("daily", "extra"):
@@ -427,6 +447,17 @@ def _apply(db: sqlite3.Connection, op: str, account_id: int | None, day: str | N
         if token_id is not None:
             db.execute(_TOKEN_GIVE, (weight, token_id, day, weight))
         return None
+    if op == "images_take":
+        limit, n = rest
+        db.execute(_IMAGES_INSERT, (account_id, day))
+        row = db.execute(_IMAGES_TAKE, (n, account_id, day, limit, n, limit)).fetchone()
+        return row[0] if row else None
+    if op == "images_give":
+        db.execute(_IMAGES_GIVE, (rest[0], account_id, day, rest[0]))
+        return None
+    if op == "images_get":
+        row = db.execute(_IMAGES_GET, (account_id, day)).fetchone()
+        return row[0] if row else 0
     if op == "usage":
         rows = rest[0]
         db.execute(_usage_insert(len(rows)), _usage_values(rows))
