@@ -3,16 +3,47 @@ passwords (argon2), upstream API keys (Fernet, keyed by the relay's secret)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
 
 _hasher = PasswordHasher()
+ARGON2_WAITING = 32  # password hashes/checks queued for the argon2 thread; more are refused (HasherBusy)
+_T = TypeVar("_T")
+
+
+class HasherBusy(Exception):
+    """Too many password hashes or checks are waiting (a flood): this one is refused at once."""
+
+
+class _Argon2:
+    """One thread for every argon2 hash and check of the process, off the event loop: a flood of
+    password attempts costs at most one core and never stalls the calls the loop is serving
+    (argon2-cffi releases the GIL while it hashes). Made on first use."""
+
+    pool: ThreadPoolExecutor | None = None
+    waiting = 0
+
+    @classmethod
+    async def run(cls, fn: Callable[..., _T], *args: Any) -> _T:
+        if cls.waiting >= ARGON2_WAITING:
+            raise HasherBusy
+        if cls.pool is None:
+            cls.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
+        cls.waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(cls.pool, fn, *args)
+        finally:
+            cls.waiting -= 1
 
 
 def new_token() -> str:
@@ -41,6 +72,18 @@ def mask_secret(value: str | None) -> str:
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+async def hash_password_off_loop(password: str) -> str:
+    """``hash_password`` in the argon2 thread (HasherBusy when too many wait)."""
+    return await _Argon2.run(hash_password, password)
+
+
+async def check_password(password_hash: str | None, password: str) -> bool:
+    """``verify_password`` in the argon2 thread (HasherBusy when too many wait)."""
+    if not password_hash:
+        return False
+    return await _Argon2.run(verify_password, password_hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

@@ -138,7 +138,7 @@ async def create_account(
     email = normalize_email(email)
     values = dict(
         email=email,
-        password_hash=security.hash_password(password) if password else None,
+        password_hash=await security.hash_password_off_loop(password) if password else None,
         daily_limit=daily_limit,
         gpt4=gpt4,
         is_admin=is_admin,
@@ -201,7 +201,7 @@ async def update_account(
     if is_admin is not None:
         values["is_admin"] = is_admin
     if password is not None:
-        values["password_hash"] = security.hash_password(password)
+        values["password_hash"] = await security.hash_password_off_loop(password)
     if values:
         async with engine.begin() as conn:
             await conn.execute(update(accounts).where(accounts.c.id == account["id"]).values(**values))

@@ -82,6 +82,19 @@ class Window:
             self._memory_add(key, now)
         return wait
 
+    async def give_back(self, key: str) -> None:
+        """Un-count the last attempt ``hit`` counted for ``key`` (it turned out to be a good one, e.g. a
+        right password): so counting stays atomic, yet only failures fill the window."""
+        if self._link is not None:
+            try:
+                await self._link.client.decr(self._rkey(key))
+                return
+            except RedisError as exc:
+                self._fallback(exc)
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
+
     async def reset(self, key: str) -> None:
         self._hits.pop(key, None)
         if self._link is not None:

@@ -70,21 +70,27 @@ def routes(console: Console) -> list[BaseRoute]:
         data = await form(ctx.request)
         email, password = data.get("email", "").strip().lower(), data.get("password", "")
         next_url = safe_next(data.get("next"))
-        await console.limit("login", "ip:" + client_ip(ctx))
-        await console.limit("login", "email:" + email)
+        # Counted before the password is checked (atomic under a burst; a refused attempt costs no
+        # argon2), given back when it was right: only failures fill the windows. Per address, and per
+        # address *and* e-mail: guesses from elsewhere cannot lock the owner out of their account.
+        ip = client_ip(ctx)
+        keys = ["ip:" + ip, f"email:{email}|ip:{ip}"]
+        for key in keys:
+            await console.limit("login", key)
         try:
             account = await accounts.get_account(ctx.state.engine, email=email)
         except accounts.AccountError:
             account = None
-        if account is None or not security.verify_password(account["password_hash"], password):
+        if account is None or not await security.check_password(account["password_hash"], password):
             return console.render(ctx, "login.html", status=400, next=next_url, email=email,
                                   error=ctx.t("bad_login"), flash=None)
+        for key in keys:
+            await console.limits["login"].give_back(key)
         if account["disabled"]:
             return console.render(ctx, "login.html", status=403, next=next_url, email=email,
                                   error=ctx.t("account_disabled"), flash=None)
         if not account["active"]:
             return console.redirect(ctx, f"/verify?email={quote(email)}")
-        await console.limits["login"].reset("email:" + email)
         await start_session(ctx, account)
         return console.redirect(ctx, next_url)
 
@@ -210,9 +216,13 @@ def routes(console: Console) -> list[BaseRoute]:
             return console.render(ctx, "password.html", error=None, done=False)
         data = await form(ctx.request)
         account = ctx.account or {}
-        if not security.verify_password(account.get("password_hash"), data.get("current", "")):
-            await console.limit("login", "email:" + account["email"])
+        # the limit first: once it is reached not even the right password gets through (a stolen
+        # session cannot go on guessing), and a refused attempt costs no argon2
+        key = f"account:{account['id']}"
+        await console.limit("login", key)
+        if not await security.check_password(account.get("password_hash"), data.get("current", "")):
             return console.render(ctx, "password.html", status=400, error=ctx.t("bad_current"), done=False)
+        await console.limits["login"].give_back(key)
         if len(data.get("password", "")) < MIN_PASSWORD:
             return console.render(ctx, "password.html", status=400, done=False,
                                   error=ctx.t("short_password", n=MIN_PASSWORD))

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from lightrelay.http.render import JSON
+from lightrelay.security import HasherBusy
 from lightrelay.services import accounts
 from lightrelay.services.ratelimit import Window
 from lightrelay.settings import Settings
@@ -172,6 +173,8 @@ class Console:
                     return await fn(ctx)
                 except Refused as exc:
                     return self.refused(ctx, exc, as_json=as_json)
+                except HasherBusy:  # a flood of password attempts: refuse at once instead of queueing more
+                    return self.refused(ctx, Refused(429, "rate_limited", seconds=1), as_json=as_json)
 
             return handler
 
