@@ -55,3 +55,17 @@ async def test_unsupported(sdk):
         await client.completions.create(model="gpt-3.5-turbo-instruct", prompt=["a", "b"])
     assert err.value.body["param"] == "prompt"
     assert upstream.requests == []
+
+
+async def test_upstream_failure_mid_stream(sdk):
+    relay, upstream, client = sdk
+    upstream.mode = "cut"
+    stream = await client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hello world", stream=True)
+    with pytest.raises(openai.APIError) as err:
+        async for _ in stream:
+            pass
+    assert err.value.body["type"] == "upstream_error"
+    await relay.lr.recorder.flush()
+    async with relay.lr.engine.connect() as conn:
+        row = (await conn.execute(select(usage).order_by(usage.c.id.desc()))).mappings().first()
+    assert row["door"] == "completion" and row["partial"] and not row["charged"]
