@@ -17,16 +17,26 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Any
 
 from lightrelay import tokens
 from lightrelay.clock import utcnow
-from lightrelay.errors import Forbidden, NotFound, RelayError, Unavailable, UpstreamError, UpstreamFailure
+from lightrelay.errors import (
+    Forbidden,
+    NotFound,
+    RelayError,
+    TooManyRequests,
+    Unavailable,
+    UpstreamError,
+    UpstreamFailure,
+)
 from lightrelay.providers.base import ChatCall
 from lightrelay.routing import Route, Router, no_channel
 from lightrelay.services.accounts import Principal
 from lightrelay.services.auth import Authenticator
 from lightrelay.services.quota import Charge, Quota
+from lightrelay.services.ratelimit import PerMinute
 from lightrelay.services.usage import UsageRecorder
 
 log = logging.getLogger("lightrelay.relay")
@@ -44,6 +54,7 @@ class ChatRequest:
     params: dict[str, Any]  # OpenAI params to pass on (no model/messages/stream/stream_options)
     stream: bool = False
     include_usage: bool = False
+    client_ip: str | None = None  # the caller's address as the relay sees it (a token's --ips)
     op: str = "complete"  # the provider method a whole reply comes from: complete | embed | images
 
 
@@ -72,6 +83,8 @@ class Relay:
         self.quota = quota
         self.recorder = recorder
         self._gpt4_prefix = gpt4_prefix
+        self.weights: dict[str, int] = {}  # model → units one call costs (model set M --weight N); default 1
+        self.rpm = PerMinute("token_rpm")  # tokens' own requests per minute (bound to Redis by the app)
         self.images: Any = None  # quota.ImageQuota (the images door, the light info block); set by the app
         self.inflight = 0  # admitted calls not yet settled or refunded
         self._idle = asyncio.Event()
@@ -86,11 +99,16 @@ class Relay:
             raise Forbidden(f"此账号没有 {req.model} 的使用权限（需要 GPT-4 权限）",
                             f"this account may not use {req.model} (GPT-4 access needed)",
                             param="model", code="model_not_allowed")
+        if principal.models is not None or principal.ips is not None or principal.rpm is not None:
+            await self._token_limits(req, principal)
         routes = self.router.routes(req.model)
         if req.op != "complete":
             routes = self._routes_for(req, routes)
         try:
-            charge = await self.quota.reserve(account_id=principal.account_id, limit=principal.daily_limit)
+            charge = await self.quota.reserve(account_id=principal.account_id, limit=principal.daily_limit,
+                                              weight=self.weights.get(req.model, 1) if self.weights else 1,
+                                              token_id=principal.token_id, token_limit=principal.token_limit,
+                                              extra=principal.extra_calls > 0)
         except RelayError as exc:
             self._record(req, principal, None, day=self.quota.clock.today(), status=exc.status,
                          started=time.perf_counter(), charged=False, error=exc.en)
@@ -108,6 +126,24 @@ class Relay:
             raise NotFound(f"模型 {req.model} 没有支持{what}的渠道", f"no channel serving {req.model} supports {what}",
                            param="model", code="model_not_found")
         return able
+
+    async def _token_limits(self, req: ChatRequest, principal: Principal) -> None:
+        """The token's own model list, addresses and requests per minute (from the cached principal)."""
+        if principal.models is not None and req.model not in principal.models:
+            raise Forbidden(f"此令牌不能使用模型 {req.model}", f"this token may not use the model {req.model}",
+                            param="model", code="model_not_allowed")
+        if principal.ips is not None and not _address_in(req.client_ip, principal.ips):
+            raise Forbidden(f"此令牌不允许从地址 {req.client_ip} 调用", f"this token may not be used from "
+                            f"{req.client_ip}", code="ip_not_allowed")
+        if principal.rpm is not None:
+            wait = await self.rpm.hit(str(principal.token_id), principal.rpm)
+            if wait is not None:
+                exc = TooManyRequests(f"此令牌每分钟最多调用 {principal.rpm} 次，请 {wait} 秒后再试",
+                                      f"this token allows {principal.rpm} requests per minute; retry in {wait} s",
+                                      code="rpm_limit_reached", retry_after=wait)
+                exc.headers = {"x-ratelimit-limit-requests": str(principal.rpm),
+                               "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": f"{wait}s"}
+                raise exc
 
     async def drain(self, timeout: float) -> int:
         """Wait (up to ``timeout`` s) for admitted calls to settle, so their usage rows are recorded;
@@ -240,6 +276,14 @@ class Relay:
             "total_ms": round((time.perf_counter() - started) * 1000, 3), "charged": charged,
             "partial": partial, "error": error[:500] if error else None,
         })
+
+
+def _address_in(address: str | None, networks: tuple[Any, ...]) -> bool:
+    try:
+        ip = ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def _never() -> bool:

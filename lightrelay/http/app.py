@@ -55,6 +55,7 @@ from lightrelay.services.ratelimit import Window
 from lightrelay.services.redis_quota import RedisCounter
 from lightrelay.services.sqlite_writer import SqliteWriter
 from lightrelay.services.usage import UsageRecorder
+from lightrelay.services.weights import load_weights
 from lightrelay.settings import Settings, load_settings
 from lightrelay.supervise import Supervised
 from lightrelay.web import console_limits, console_routes
@@ -83,6 +84,7 @@ class State:
     request_ids: RequestIds = field(default_factory=RequestIds)
 
     async def reload_channels(self) -> None:
+        self.relay.weights = await load_weights(self.engine)
         for stale in self.router.load(await load_channels(self.engine)):
             if stale is not self.local:
                 await stale.close()
@@ -165,6 +167,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await link.start(on_broadcast)
             for window in app.state.rate_windows:
                 window.bind(link)
+            relay.rpm.bind(link)
             counter.start()
         refresher = asyncio.create_task(refresh_forever(), name="channel-refresh")
         if getattr(app.state, "exit_watchdog", False):  # uvicorn's signal handlers are in place by now
@@ -246,6 +249,8 @@ def create_app(settings: Settings | None = None) -> HotPaths:
     routes += [
         Route("/v1/models", openai.list_models, methods=["GET"]),
         Route("/api/light/chat/createChatCompletion", preflight, methods=["OPTIONS"]),
+        Route("/api/light/exchangeCode/appUse", light.exchange_code, methods=["POST"]),
+        Route("/api/light/exchangeCode/appUse", preflight, methods=["OPTIONS"]),
         Route("/v1/models/{model:path}", openai.retrieve_model, methods=["GET"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/completions", completions.create_completion, methods=["POST"]),
@@ -262,9 +267,11 @@ def create_app(settings: Settings | None = None) -> HotPaths:
     routes.append(Route("/v1/{path:path}", v1_fallback, methods=V1_METHODS))  # last: what nothing else took
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
-    guard = TokenGuard(Window.from_spec("bad_token", settings.rate_bad_token))
+    guard = TokenGuard(Window.from_spec("bad_token", settings.rate_bad_token), trusted=settings.trusted_networks)
     app.state.token_guard = guard
-    app.state.rate_windows = [guard.strikes, *limits.values()]  # bound to Redis by the lifespan, if any
+    app.state.redeem_limits = (Window.from_spec("redeem_account", settings.rate_redeem),
+                               Window.from_spec("redeem_address", settings.rate_redeem))
+    app.state.rate_windows = [guard.strikes, *limits.values(), *app.state.redeem_limits]  # bound to Redis by the lifespan, if any
     return HotPaths(app, DOORS)
 
 

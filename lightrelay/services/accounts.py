@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -133,6 +135,7 @@ async def create_account(
     gpt4: bool = False,
     is_admin: bool = False,
     active: bool = True,
+    invited_by: int | None = None,
 ) -> int:
     """Create an account; returns its id."""
     email = normalize_email(email)
@@ -145,6 +148,7 @@ async def create_account(
         disabled=False,
         active=active,
         created_at=utcnow(),
+        invited_by=invited_by,
     )
     try:
         async with engine.begin() as conn:
@@ -298,7 +302,37 @@ async def get_account_by_id(engine: AsyncEngine, *, account_id: int) -> dict[str
     return dict(row) if row else None
 
 
-async def activate_account(engine: AsyncEngine, *, account_id: int) -> None:
-    """Mark an account's email as verified (it may call the API from now on)."""
+async def activate_account(engine: AsyncEngine, *, account_id: int, invite_reward: int = 0) -> None:
+    """Mark an account's email as verified (it may call the API from now on). If it signed up with an
+    invite code, both it and the inviter get ``invite_reward`` extra calls — once: only the change from
+    inactive to active credits, in the same transaction."""
+    a = accounts.c
     async with engine.begin() as conn:
-        await conn.execute(update(accounts).where(accounts.c.id == account_id).values(active=True))
+        row = (await conn.execute(update(accounts).where(a.id == account_id, a.active.is_(False))
+                                  .values(active=True).returning(a.invited_by))).first()
+        if row is not None and row.invited_by is not None and invite_reward > 0:
+            await conn.execute(update(accounts).where(a.id.in_([account_id, row.invited_by]))
+                               .values(extra_calls=a.extra_calls + invite_reward))
+
+
+async def invite_code(engine: AsyncEngine, *, account_id: int) -> str:
+    """The account's invite code, made on first need."""
+    a = accounts.c
+    async with engine.begin() as conn:
+        code = (await conn.execute(select(a.invite_code).where(a.id == account_id))).scalar_one_or_none()
+        if code:
+            return code
+        code = base64.b32encode(secrets.token_bytes(10)).decode()[:12]
+        await conn.execute(update(accounts).where(a.id == account_id, a.invite_code.is_(None)).values(invite_code=code))
+        return (await conn.execute(select(a.invite_code).where(a.id == account_id))).scalar_one()
+
+
+async def inviter(engine: AsyncEngine, *, code: str) -> int | None:
+    """The active account an invite code belongs to, or None."""
+    code = code.strip().upper()[:32]
+    if not code:
+        return None
+    a = accounts.c
+    async with engine.connect() as conn:
+        return (await conn.execute(select(a.id).where(a.invite_code == code, a.active.is_(True),
+                                                      a.disabled.is_(False)))).scalar_one_or_none()

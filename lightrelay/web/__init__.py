@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from lightrelay.services.ratelimit import Window
 from lightrelay.settings import Settings
-from lightrelay.web import admin, auth_pages, me, playground, usage_pages
+from lightrelay.web import admin, admin_business, auth_pages, me, playground, usage_pages
 from lightrelay.web.console import Console
 
 STATIC = Path(__file__).parent / "static"
@@ -34,6 +34,7 @@ def console_routes(settings: Settings, limits: dict[str, Window]) -> list[BaseRo
         *playground.routes(console),
         *usage_pages.routes(console),
         *admin.routes(console),
+        *admin_business.routes(console),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -153,7 +153,7 @@ def routes(console: Console) -> list[BaseRoute]:
         for name in live:
             serving.setdefault(name, [])
         return console.render(ctx, "admin_models.html", serving=dict(sorted(serving.items())), live=set(live),
-                              gpt4_prefix=state.settings.gpt4_prefix)
+                              gpt4_prefix=state.settings.gpt4_prefix, weights=state.relay.weights)
 
     return [
         Route("/admin", dashboard, methods=["GET"]),

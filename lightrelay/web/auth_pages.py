@@ -106,15 +106,17 @@ def routes(console: Console) -> list[BaseRoute]:
         if not settings.console_registration:
             raise Refused(403, "registration_closed")
         if ctx.request.method == "GET":
-            return console.render(ctx, "register.html", email="", error=None)
+            return console.render(ctx, "register.html", email="", error=None,
+                                  invite=ctx.request.query_params.get("invite", "")[:32])
         data = await form(ctx.request)
-        email, password = data.get("email", ""), data.get("password", "")
+        email, password, invite = data.get("email", ""), data.get("password", ""), data.get("invite", "")[:32]
         try:
             email = accounts.normalize_email(email)
         except accounts.AccountError:
-            return console.render(ctx, "register.html", status=400, email=email, error=ctx.t("bad_email"))
+            return console.render(ctx, "register.html", status=400, email=email, error=ctx.t("bad_email"),
+                                  invite=invite)
         if len(password) < MIN_PASSWORD:
-            return console.render(ctx, "register.html", status=400, email=email,
+            return console.render(ctx, "register.html", status=400, email=email, invite=invite,
                                   error=ctx.t("short_password", n=MIN_PASSWORD))
         await console.limit("register", client_ip(ctx))
         engine = ctx.state.engine
@@ -123,13 +125,15 @@ def routes(console: Console) -> list[BaseRoute]:
         except accounts.AccountError:
             existing = None
         if existing is not None and existing["active"]:
-            return console.render(ctx, "register.html", status=400, email=email, error=ctx.t("already_registered"))
+            return console.render(ctx, "register.html", status=400, email=email, error=ctx.t("already_registered"),
+                                  invite=invite)
         wait = await console.codes(ctx).wait_before_resend(email=email, purpose=REGISTER)
         if wait:
             raise Refused(429, "resend_wait", seconds=wait)
         if existing is None:
             await accounts.create_account(engine, email=email, password=password,
-                                          daily_limit=settings.default_daily_limit, active=False)
+                                          daily_limit=settings.default_daily_limit, active=False,
+                                          invited_by=await accounts.inviter(engine, code=invite))
         else:  # signed up before without entering the code: start again with the new password
             await accounts.update_account(engine, email=email, password=password)
         await send_code(console, ctx, email=email, purpose=REGISTER)
@@ -153,7 +157,7 @@ def routes(console: Console) -> list[BaseRoute]:
             left = exc.tries_left if isinstance(exc, CodeError) else 0
             return console.render(ctx, "verify.html", status=400, email=email, flash=None,
                                   where=where_codes_go(ctx, email), error=ctx.t(f"code_{reason}", n=left))
-        await accounts.activate_account(engine, account_id=account["id"])
+        await accounts.activate_account(engine, account_id=account["id"], invite_reward=settings.invite_reward_calls)
         account["active"] = True
         token = await accounts.add_token(engine, account_id=account["id"], name="default")
         ctx.state.relay.auth.invalidate()
