@@ -28,3 +28,18 @@ async def test_channel(settings: Settings, engine: AsyncEngine, *, name: str) ->
             await provider.close()
     ms = (time.perf_counter() - started) * 1000
     return ms, (reply["choices"][0]["message"].get("content") or "") if reply.get("choices") else ""
+
+
+async def upstream_models(settings: Settings, engine: AsyncEngine, *, name: str) -> list[str]:
+    """The model names the channel's upstream says it serves (``lightrelay channel models``)."""
+    row = await get_channel(engine, name=name)
+    async with new_session() as session:
+        provider = build_provider(row, settings=settings, session=session, keybox=KeyBox(settings.secret()),
+                                  local=lambda: new_local(settings))
+        try:
+            list_models = getattr(provider, "list_models", None)
+            if list_models is None:  # the built-in model
+                return sorted(settings.default_models)
+            return await list_models()
+        finally:
+            await provider.close()

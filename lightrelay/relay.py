@@ -164,7 +164,7 @@ class Relay:
                 completion = await (route.provider.complete(call) if op == "complete"
                                     else getattr(route.provider, op)(call))
             except UpstreamFailure as exc:
-                self.router.failed(route.channel)
+                self.router.failed(route.channel, exc.en)
                 last = exc
                 log.warning("channel %s failed: %s", route.channel, exc.en)
                 continue
@@ -206,7 +206,7 @@ class Relay:
             else:
                 return RelayStream(self, ticket, route, chunks, first)
             await chunks.aclose()
-            self.router.failed(route.channel)
+            self.router.failed(route.channel, last.en)
             log.warning("channel %s failed before the first byte: %s", route.channel, last.en)
         last = last or self._none_left(ticket)
         await self._refund(ticket, None, last)
@@ -376,7 +376,7 @@ class RelayStream:
             raise
         except UpstreamFailure as exc:
             outcome = "failed"
-            relay.router.failed(route.channel)
+            relay.router.failed(route.channel, exc.en)
             await relay._refund(ticket, route, exc, usage=self.totals(), first_byte=self.first_byte)
             raise
         except Exception as exc:  # not the caller's doing: refund, and end the stream with an error frame

@@ -4,15 +4,21 @@ Channels are held in memory and reloaded from the database in the background
 (every few seconds, and at once after a change made through this process), so
 picking a channel costs no database read. Among enabled channels serving a
 model the highest priority comes first, ties shuffled by weight; the rest follow
-as failover. A channel that fails ``failures_to_cool`` times in a row is
-skipped for ``cooldown`` seconds, then one call probes it (half-open): success
-closes the breaker, failure opens it again.
+as failover.
+
+Breaker: a channel is taken out on evidence, not on one error. Once a channel fails, its calls
+are counted in one-second buckets over the last ``window`` seconds; when at least
+``failures_to_cool`` of them failed and the failures are at least ``ratio`` of them, it is
+skipped for ``cooldown`` seconds, then one call probes it (half-open): success closes the
+breaker, failure opens it again. The last failure's message is kept as the reason it is out.
+A channel whose API keys are all retired (``providers/keys.py``) is skipped too.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +44,28 @@ class Route:
 
 @dataclass(slots=True)
 class Breaker:
-    failures: int = 0
+    failures: int = 0  # failures in the window
     open_until: float = 0.0
     probing: bool = False
+    reason: str | None = None  # the last failure's message
+    window: deque[list[int]] = field(default_factory=deque)  # [second, successes, failures], oldest first
+
+    def note(self, now: float, *, failed: bool, span: float) -> tuple[int, int]:
+        """Count one call; returns (failures, calls) within the last ``span`` seconds."""
+        sec = int(now)
+        w = self.window
+        if w and w[-1][0] == sec:
+            bucket = w[-1]
+        else:
+            bucket = [sec, 0, 0]
+            w.append(bucket)
+        bucket[2 if failed else 1] += 1
+        horizon = now - span
+        while w[0][0] + 1 <= horizon:  # the bucket ended before the window began (the newest never has)
+            w.popleft()
+        fails = sum(b[2] for b in w)
+        self.failures = fails
+        return fails, fails + sum(b[1] for b in w)
 
     def state(self, now: float) -> str:
         if self.open_until == 0.0:
@@ -63,12 +88,14 @@ class Channel:
 class Router:
     def __init__(self, *, make_provider: Callable[[dict[str, Any]], Provider],
                  default_models: tuple[str, ...], local_auto: bool,
-                 failures_to_cool: int, cooldown: float) -> None:
+                 failures_to_cool: int, cooldown: float, window: float = 60.0, ratio: float = 0.5) -> None:
         self._make_provider = make_provider
         self._default_models = default_models
         self._local_auto = local_auto
         self._failures_to_cool = failures_to_cool
         self._cooldown = cooldown
+        self._window = window
+        self._ratio = ratio
         self._channels: list[Channel] = []
         self._signature: dict[str, tuple] = {}
         self._providers: dict[str, Provider] = {}
@@ -84,10 +111,14 @@ class Router:
         channels, providers = [], {}
         for r in rows:
             sig = (r["type"], r["base_url"], r["api_key_enc"], r["timeout"], r.get("connect_timeout"),
-                   r.get("first_byte_timeout"), r.get("idle_timeout"))
+                   r.get("first_byte_timeout"), r.get("idle_timeout"), r.get("api_version"),
+                   tuple(k["key_enc"] for k in r.get("keys", ())))
             provider = self._providers.get(r["name"]) if self._signature.get(r["name"]) == sig else None
             if provider is None and r["enabled"]:
                 provider = self._make_provider(r)
+            ring = getattr(provider, "keys", None)
+            if ring is not None and "keys" in r:  # retirements stored (or undone) by another process or the CLI
+                ring.sync({k["position"]: k.get("retired_reason") for k in r["keys"]})
             if provider is not None:
                 providers[r["name"]] = provider
             self._signature[r["name"]] = sig
@@ -109,10 +140,11 @@ class Router:
         if not serving:
             raise NotFound(f"未知模型: {model}", f"unknown model: {model}", param="model")
         now = time.monotonic()
-        usable = [c for c in serving if self._usable(c.name, now)]
+        usable = [c for c in serving if self._usable(c.name, now) and _keys_left(c.provider)]
         if not usable:
-            wait = min(self._breakers[c.name].open_until for c in serving) - now
-            raise no_channel(model, retry_after=max(1, int(wait) + 1))
+            waits = [self._breakers[c.name].open_until - now for c in serving
+                     if c.name in self._breakers and self._breakers[c.name].open_until]
+            raise no_channel(model, retry_after=max(1, int(min(waits)) + 1) if waits else 60)
         ordered: list[Channel] = []
         for prio in sorted({c.priority for c in usable}, reverse=True):
             group = [c for c in usable if c.priority == prio]
@@ -141,14 +173,23 @@ class Router:
     # Every claimed route ends in exactly one of these three.
     def succeeded(self, name: str) -> None:
         b = self._breakers.get(name)
-        if b is not None:
-            b.failures, b.open_until, b.probing = 0, 0.0, False
+        if b is None:  # no failure lately: nothing to count
+            return
+        if b.open_until != 0.0:  # the probe answered: closed, the evidence forgotten
+            del self._breakers[name]
+            return
+        fails, _ = b.note(time.monotonic(), failed=False, span=self._window)
+        if not fails:
+            del self._breakers[name]
 
-    def failed(self, name: str) -> None:
+    def failed(self, name: str, reason: str | None = None) -> None:
         b = self._breakers.setdefault(name, Breaker())
-        b.failures += 1
-        if b.probing or b.failures >= self._failures_to_cool:
-            b.open_until = time.monotonic() + self._cooldown
+        now = time.monotonic()
+        fails, calls = b.note(now, failed=True, span=self._window)
+        if reason:
+            b.reason = reason[:300]
+        if b.probing or (fails >= self._failures_to_cool and fails >= self._ratio * calls):
+            b.open_until = now + self._cooldown
         b.probing = False
 
     def released(self, name: str) -> None:
@@ -163,6 +204,17 @@ class Router:
                          "failures": self._breakers.get(c.name, Breaker()).failures,
                          "enabled": c.enabled, "models": sorted(c.models)} for c in self._channels}
 
+    def why_out(self) -> dict[str, dict[str, Any]]:
+        """Per channel, why it is (or may soon be) out: the last failure's message and each retired key."""
+        out: dict[str, dict[str, Any]] = {}
+        for c in self._channels:
+            b = self._breakers.get(c.name)
+            ring = getattr(c.provider, "keys", None)
+            retired = [{"n": k.position + 1, "reason": k.retired} for k in ring.keys if k.retired] if ring else []
+            out[c.name] = {"reason": b.reason if b else None, "retired_keys": retired,
+                           "keys_left": _keys_left(c.provider)}
+        return out
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """``states()`` plus, for admins, the seconds until an open breaker lets a probe through."""
         now = time.monotonic()
@@ -171,7 +223,14 @@ class Router:
             b = self._breakers.get(name)
             view["retry_in"] = round(max(0.0, b.open_until - now), 3) if b and view["state"] == "open" else 0.0
             view["probing"] = bool(b and b.probing)
+        for name, why in self.why_out().items():
+            out[name].update(why)
         return out
 
     def providers(self) -> list[Provider]:
         return list(self._providers.values())
+
+
+def _keys_left(provider: Provider | None) -> bool:
+    ring = getattr(provider, "keys", None)
+    return ring is None or ring.usable

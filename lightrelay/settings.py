@@ -56,8 +56,12 @@ class Settings(BaseSettings):
     upstream_first_byte_timeout: float = 60.0
     upstream_idle_timeout: float = 60.0
     upstream_total_timeout: float = 600.0
-    channel_failures_to_cool: int = 3
+    channel_failures_to_cool: int = 3  # failures within the window (and at least the ratio) open the breaker
     channel_cooldown_seconds: float = 30.0
+    channel_failure_window_seconds: float = 60.0  # the breaker counts a channel's calls over this window
+    channel_failure_ratio: float = Field(0.5, ge=0, le=1)  # share of the window's calls that failed
+    anthropic_max_tokens: int = 4096  # max_tokens sent to Anthropic when the caller gave none (it is required)
+    azure_api_version: str = "2024-10-21"  # an Azure channel's api-version unless it has its own
 
     # built-in local model
     local_model: str = "auto"  # auto: serve the default names when no channel exists; off: never

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -64,7 +65,7 @@ channels = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(100), nullable=False, unique=True),
-    Column("type", String(20), nullable=False),  # openai | local
+    Column("type", String(20), nullable=False),  # openai | anthropic | gemini | azure | local
     Column("base_url", String(500), nullable=False, default=""),
     Column("api_key_enc", Text),  # Fernet token, never the key itself
     Column("models", JSON, nullable=False),  # {"public-name": "upstream-name"}
@@ -76,6 +77,7 @@ channels = Table(
     Column("first_byte_timeout", Float),  # seconds; NULL = LIGHTRELAY_UPSTREAM_FIRST_BYTE_TIMEOUT
     Column("idle_timeout", Float),  # seconds between stream events; NULL = LIGHTRELAY_UPSTREAM_IDLE_TIMEOUT
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("api_version", String(40)),  # azure: api-version; anthropic: anthropic-version (migration 0005)
 )
 
 daily_counts = Table(
@@ -177,4 +179,18 @@ model_weights = Table(
     metadata,
     Column("model", String(200), primary_key=True),
     Column("weight", Integer, nullable=False, default=1),
+)
+
+# -- native upstreams (issue 12, migration 0005) -------------------------------
+
+channel_keys = Table(  # a channel's API keys, used round-robin; channels.api_key_enc mirrors the first
+    "channel_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel_id", Integer, ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),  # 0-based order; shown 1-based (#1, #2, …)
+    Column("key_enc", Text, nullable=False),  # Fernet token, never the key itself
+    Column("retired_reason", Text),  # why the upstream refused it; NULL = in use
+    Column("retired_at", DateTime(timezone=True)),
+    UniqueConstraint("channel_id", "position", name="uq_channel_keys_position"),
 )

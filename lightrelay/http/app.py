@@ -49,7 +49,7 @@ from lightrelay.relay import Relay
 from lightrelay.routing import Router
 from lightrelay.security import KeyBox
 from lightrelay.services.auth import Authenticator
-from lightrelay.services.channels import load_channels
+from lightrelay.services.channels import load_channels, retire_key
 from lightrelay.services.quota import ImageQuota, Quota, SqlCounter, SqlImageCounter
 from lightrelay.services.ratelimit import Window
 from lightrelay.services.redis_quota import RedisCounter
@@ -123,11 +123,19 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
                 state.local = new_local(settings)
             return state.local
 
-        return build_provider(row, settings=settings, session=session, keybox=keybox, local=local)
+        return build_provider(row, settings=settings, session=session, keybox=keybox, local=local,
+                              store_retired=store_retired)
+
+    async def store_retired(row: dict[str, Any], position: int, reason: str) -> None:
+        """A key the upstream refused for good: stored, so every process and the console see it."""
+        await retire_key(engine, channel_id=row["id"], position=position, reason=reason)
+        if link is not None:
+            link.publish_soon("channels")
 
     router = Router(make_provider=make_provider, default_models=settings.default_models,
                     local_auto=settings.local_model == "auto", failures_to_cool=settings.channel_failures_to_cool,
-                    cooldown=settings.channel_cooldown_seconds)
+                    cooldown=settings.channel_cooldown_seconds, window=settings.channel_failure_window_seconds,
+                    ratio=settings.channel_failure_ratio)
     auth = Authenticator(engine, ttl=settings.auth_cache_ttl,
                          on_invalidate=(lambda: link.publish_soon("auth")) if link else None)
     relay = Relay(auth=auth, router=router, quota=Quota(counter, clock), recorder=recorder,

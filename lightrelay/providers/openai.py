@@ -1,189 +1,93 @@
-"""The ``openai`` provider: any OpenAI-compatible HTTP API, over one shared aiohttp session.
+"""The ``openai`` provider: any OpenAI-compatible HTTP API, over one shared aiohttp session;
+and ``azure``: Azure OpenAI, the same wire format at other URLs with an ``api-key`` header.
 
-Time limits (seconds, per channel): ``connect`` for the TCP (and TLS) connection;
-``first_byte`` until the response headers (and, for a stream, its first event)
-arrive; ``idle``, the longest silence allowed between two reads of a stream once
-it has started (an upstream trickling bytes is not idle, but ``total`` still
-bounds it); ``total`` for the whole call, body included (the channel's
-``timeout`` column, else the global default).
+Time limits, keys and error mapping: ``providers/http.py``. Chunks pass through as the upstream
+sent them (so ``reasoning_content`` deltas and ``completion_tokens_details`` reach the caller).
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from lightrelay.errors import BadRequest, UpstreamError, UpstreamFailure, UpstreamTimeout
+from lightrelay.errors import UpstreamError
 from lightrelay.providers.base import ChatCall
+from lightrelay.providers.http import HttpProvider, Timeouts, broken, scrub, status_error, upstream_message
+from lightrelay.providers.keys import KeyRing
+
+__all__ = ["AzureProvider", "OpenAIProvider", "Timeouts", "scrub", "status_error"]
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    connect: float = 5.0
-    first_byte: float = 60.0
-    idle: float = 60.0
-    total: float = 600.0
-
-
-_SECRETS = re.compile(r"(?i)(bearer\s+)[^\s'\"]+|\bsk-[A-Za-z0-9_\-]{8,}")
-
-
-def scrub(text: str, secret: str | None = None) -> str:
-    """``text`` without API keys in it: an upstream's error may repeat the key it was sent."""
-    if secret:
-        text = text.replace(secret, "***")
-    return _SECRETS.sub(lambda m: (m.group(1) or "") + "***", text)
-
-
-def _upstream_message(body: bytes, secret: str | None = None) -> str:
-    try:
-        err = orjson.loads(body).get("error")
-        text = str(err.get("message", "")) if isinstance(err, dict) else str(err)
-    except Exception:
-        text = body[:300].decode("utf-8", "replace")
-    return scrub(text, secret)[:300]
-
-
-def status_error(status: int, body: bytes, secret: str | None = None) -> UpstreamFailure | BadRequest:
-    """Map an upstream's non-200 answer: 400/422 is the caller's fault, the rest may fail over."""
-    detail = _upstream_message(body, secret)
-    if status in (400, 422):
-        return BadRequest(f"上游拒绝了请求: {detail}", f"the upstream rejected the request: {detail}")
-    return UpstreamError(f"上游返回 {status}: {detail}", f"upstream answered {status}: {detail}")
-
-
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     kind = "openai"
 
-    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, api_key: str | None,
-                 timeouts: Timeouts) -> None:
-        self._session = session
+    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, keys: KeyRing, timeouts: Timeouts) -> None:
+        super().__init__(session, keys=keys, timeouts=timeouts)
         self._base = base_url.rstrip("/")
         self._url = self._base + "/chat/completions"
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        self._secret = api_key
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self.timeouts = timeouts
-        self._default_timeout = self._make_timeout(timeouts.total)  # built once, not per call
+        self._plain = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._by_key: dict[str | None, dict[str, str]] = {}
 
-    def _make_timeout(self, total: float) -> aiohttp.ClientTimeout:
-        t = self.timeouts
-        # sock_read bounds the wait for the headers and each read of a whole body; a stream lifts it
-        # once the headers are in and times its own reads (first event, then idle gaps).
-        return aiohttp.ClientTimeout(total=total, connect=t.connect, sock_read=t.first_byte)
+    def _headers(self, key: str | None) -> dict[str, str]:
+        headers = self._by_key.get(key)
+        if headers is None:
+            headers = self._by_key[key] = {**self._plain, **({"Authorization": f"Bearer {key}"} if key else {})}
+        return headers
 
-    def _timeout(self, call: ChatCall, stream: bool) -> aiohttp.ClientTimeout:
-        if call.timeout is None or call.timeout == self.timeouts.total:
-            return self._default_timeout
-        return self._make_timeout(call.timeout)
+    def _chat_url(self, call: ChatCall) -> str:
+        return self._url
 
-    async def _post(self, call: ChatCall, body: dict[str, Any], *, stream: bool = False,
-                    url: str | None = None) -> aiohttp.ClientResponse:
-        try:
-            resp = await self._session.post(
-                url or self._url, data=orjson.dumps(body), headers=self._headers, timeout=self._timeout(call, stream)
-            )
-        except TimeoutError as exc:
-            raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"无法连接上游: {type(exc).__name__}",
-                                f"cannot reach the upstream: {type(exc).__name__}") from exc
-        if resp.status != 200:
-            try:
-                body_bytes = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                body_bytes = b""
-            finally:
-                resp.release()
-            raise status_error(resp.status, body_bytes, self._secret)
-        return resp
+    def _body(self, call: ChatCall, stream: bool) -> dict[str, Any]:
+        if stream:
+            return {"model": call.model, "messages": call.messages, **call.params,
+                    "stream": True, "stream_options": {"include_usage": True}}
+        return {"model": call.model, "messages": call.messages, **call.params}
 
     async def complete(self, call: ChatCall) -> dict[str, Any]:
-        resp = await self._post(call, {"model": call.model, "messages": call.messages, **call.params})
-        try:
-            data = orjson.loads(await resp.read())
-        except TimeoutError as exc:
-            raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
-        except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
-            raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a broken reply") from exc
-        finally:
-            resp.release()
+        resp, _ = await self._send("POST", self._chat_url(call), call, orjson.dumps(self._body(call, False)))
+        data = await self._json(resp)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a reply without choices")
         data["model"] = call.public_model
         return data
 
     async def stream(self, call: ChatCall) -> AsyncIterator[dict[str, Any]]:
-        body = {"model": call.model, "messages": call.messages, **call.params,
-                "stream": True, "stream_options": {"include_usage": True}}
-        resp = await self._post(call, body, stream=True)
-        if resp.connection is not None and resp.connection.protocol is not None:
-            resp.connection.protocol.read_timeout = None  # timed below instead
-        first_by = asyncio.get_running_loop().time() + self.timeouts.first_byte
-        buf = bytearray()
+        resp, secret = await self._send("POST", self._chat_url(call), call, orjson.dumps(self._body(call, True)))
         done = False
         try:
-            while True:
-                end = buf.find(b"\n")
-                if end < 0:
-                    try:
-                        limit = asyncio.timeout_at(first_by) if first_by else asyncio.timeout(self.timeouts.idle)
-                        async with limit:
-                            data = await resp.content.readany()
-                    except TimeoutError as exc:
-                        raise UpstreamTimeout("上游响应超时", "the upstream stalled or took too long") from exc
-                    except aiohttp.ClientError as exc:
-                        raise UpstreamError("上游连接中断", "the upstream connection broke") from exc
-                    if not data:
-                        raise UpstreamError("上游流意外结束", "the upstream stream ended before [DONE]")
-                    buf += data
-                    continue
-                line = bytes(buf[:end])
-                del buf[:end + 1]
-                if not line.startswith(b"data:"):
-                    continue  # blank separators, comments, event: lines
-                payload = line[5:].strip()
+            async for payload in self._events(resp):
                 if payload == b"[DONE]":
                     done = True
                     return
                 try:
                     chunk = orjson.loads(payload)
                 except orjson.JSONDecodeError as exc:
-                    raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a broken event") from exc
+                    raise broken("event") from exc
                 if not isinstance(chunk, dict):
                     raise UpstreamError("上游返回了无法解析的内容", "the upstream sent an event that is not an object")
                 if "error" in chunk and "choices" not in chunk:
-                    detail = _upstream_message(payload, self._secret)
+                    detail = upstream_message(payload, secret)
                     raise UpstreamError(f"上游出错: {detail}", f"the upstream failed: {detail}")
+                if not chunk.get("choices") and not chunk.get("usage"):
+                    continue  # Azure's prompt_filter_results and other bookkeeping events
                 chunk["model"] = call.public_model
-                first_by = 0.0
                 yield chunk
+            raise UpstreamError("上游流意外结束", "the upstream stream ended before [DONE]")
         finally:
-            # a finished stream hands its connection back to the pool (aiohttp closes it if the body
-            # was not read to the end); anything else drops it, which also cancels the upstream call
-            if done:
-                resp.release()
-            else:
-                resp.close()
+            self._finish(resp, done)
 
     # -- other than chat: embeddings, images (the JSON body and reply pass through) ----------------
+    def _op_url(self, call: ChatCall, path: str) -> str:
+        return f"{self._base}/{path}"
+
     async def _relay_json(self, call: ChatCall, path: str) -> dict[str, Any]:
-        resp = await self._post(call, {"model": call.model, **call.params}, url=f"{self._base}/{path}")
-        try:
-            data = orjson.loads(await resp.read())
-        except TimeoutError as exc:
-            raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
-        except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
-            raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a broken reply") from exc
-        finally:
-            resp.release()
+        resp, _ = await self._send("POST", self._op_url(call, path), call,
+                                   orjson.dumps({"model": call.model, **call.params}))
+        data = await self._json(resp)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise UpstreamError("上游返回了无法解析的内容", "the upstream sent a reply without data")
         return data
@@ -198,5 +102,44 @@ class OpenAIProvider:
         """``POST {base}/images/generations``; ``call.params`` holds ``prompt``, ``n`` and the rest."""
         return await self._relay_json(call, "images/generations")
 
-    async def close(self) -> None:
-        """The session is owned by the app, not by one provider."""
+    async def list_models(self) -> list[str]:
+        """The model ids the upstream serves (``GET {base}/models``)."""
+        resp, _ = await self._send("GET", self._base + "/models", None)
+        data = await self._json(resp)
+        return sorted(str(m.get("id")) for m in (data or {}).get("data") or () if isinstance(m, dict) and m.get("id"))
+
+
+class AzureProvider(OpenAIProvider):
+    """Azure OpenAI: ``{base}/openai/deployments/{deployment}/chat/completions?api-version=…`` with an
+    ``api-key`` header; the channel's model mapping names the deployment (``call.model``)."""
+
+    kind = "azure"
+
+    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, keys: KeyRing, timeouts: Timeouts,
+                 api_version: str) -> None:
+        super().__init__(session, base_url=base_url, keys=keys, timeouts=timeouts)
+        self.api_version = api_version
+        self._urls: dict[str, str] = {}
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        headers = self._by_key.get(key)
+        if headers is None:
+            headers = self._by_key[key] = {**self._plain, **({"api-key": key} if key else {})}
+        return headers
+
+    def _chat_url(self, call: ChatCall) -> str:
+        url = self._urls.get(call.model)
+        if url is None:
+            url = self._urls[call.model] = (f"{self._base}/openai/deployments/{quote(call.model, safe='')}"
+                                            f"/chat/completions?api-version={quote(self.api_version)}")
+        return url
+
+    def _op_url(self, call: ChatCall, path: str) -> str:
+        return (f"{self._base}/openai/deployments/{quote(call.model, safe='')}/{path}"
+                f"?api-version={quote(self.api_version)}")
+
+    async def list_models(self) -> list[str]:
+        """The deployments' models (``GET {base}/openai/models``; Azure lists the models it can deploy)."""
+        resp, _ = await self._send("GET", f"{self._base}/openai/models?api-version={quote(self.api_version)}", None)
+        data = await self._json(resp)
+        return sorted(str(m.get("id")) for m in (data or {}).get("data") or () if isinstance(m, dict) and m.get("id"))

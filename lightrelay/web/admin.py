@@ -27,6 +27,11 @@ def parse_limit(raw: str) -> int | None:
     return value
 
 
+def form_keys(data: dict[str, str]) -> list[str] | None:
+    """The API keys typed in the form (several: one a line or comma-separated); None keeps the stored ones."""
+    return channels.read_key_file(data.get("api_key", "").replace(",", "\n")) or None
+
+
 def channel_form(data: dict[str, str]) -> dict[str, Any]:
     """The fields of the channel form, typed (ChannelError on a bad value)."""
     try:
@@ -92,6 +97,7 @@ def routes(console: Console) -> list[BaseRoute]:
         state = ctx.state
         rows = [channels.public_view(r, state.keybox) for r in await channels.load_channels(state.engine)]
         return console.render(ctx, "admin_channels.html", status=status, rows=rows, states=state.router.states(),
+                              why=state.router.why_out(),
                               error=error, edit=edit)
 
     @admin
@@ -103,7 +109,7 @@ def routes(console: Console) -> list[BaseRoute]:
         data = await form(ctx.request)
         try:
             await channels.add_channel(ctx.state.engine, ctx.state.keybox, name=data.get("name", ""),
-                                       api_key=data.get("api_key") or None, **channel_form(data))
+                                       api_keys=form_keys(data), **channel_form(data))
         except RelayError as exc:
             return await channel_page(ctx, error=exc.message_for(ctx.lang), status=400)
         await ctx.state.reload_channels()
@@ -118,7 +124,7 @@ def routes(console: Console) -> list[BaseRoute]:
         try:
             # an empty API key field keeps the stored key (it is never sent back to the browser)
             await channels.update_channel(ctx.state.engine, ctx.state.keybox, name=row["name"],
-                                          api_key=data.get("api_key") or None, **channel_form(data))
+                                          api_keys=form_keys(data), **channel_form(data))
         except RelayError as exc:
             return await channel_page(ctx, error=exc.message_for(ctx.lang), status=400,
                                       edit=channels.public_view(row, ctx.state.keybox))
@@ -129,6 +135,14 @@ def routes(console: Console) -> list[BaseRoute]:
     async def channel_toggle(ctx: Ctx) -> Response:
         row = await find_channel(ctx)
         await channels.update_channel(ctx.state.engine, ctx.state.keybox, name=row["name"], enabled=not row["enabled"])
+        await ctx.state.reload_channels()
+        return console.redirect(ctx, "/admin/channels")
+
+    @admin
+    async def channel_enable_key(ctx: Ctx) -> Response:
+        row = await find_channel(ctx)
+        await channels.enable_key(ctx.state.engine, ctx.state.keybox, name=row["name"],
+                                  which=str(ctx.request.path_params["n"]))
         await ctx.state.reload_channels()
         return console.redirect(ctx, "/admin/channels")
 
@@ -164,5 +178,6 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/admin/channels/{channel_id:int}/edit", channel_edit, methods=["GET", "POST"]),
         Route("/admin/channels/{channel_id:int}/toggle", channel_toggle, methods=["POST"]),
         Route("/admin/channels/{channel_id:int}/test", channel_test, methods=["POST"]),
+        Route("/admin/channels/{channel_id:int}/keys/{n:int}/enable", channel_enable_key, methods=["POST"]),
         Route("/admin/models", model_list, methods=["GET"]),
     ]
