@@ -25,17 +25,23 @@ PACED_MODEL = "bench-paced"
 
 @dataclass
 class Target:
-    key: str  # direct | lr-openai | lr-light | litellm
+    key: str  # direct | lr-openai | lr-light | lr-responses | lr-messages | litellm
     label: str
     url: str
     auth: str | None
     light: bool = False
     token: str | None = None
     pid: int | None = None
+    door: str = "chat"  # the body's shape: chat | responses | messages
+    extra: bool = False  # a door measured in one cell each (non-stream c16, unpaced streams c16)
 
     def body(self, *, stream: bool, model: str = MODEL) -> dict:
         if self.light:
             return {"model": model, "token": self.token, "messages": MESSAGES, "params": {"stream": stream}}
+        if self.door == "responses":
+            return {"model": model, "input": MESSAGES[0]["content"], "store": False, "stream": stream}
+        if self.door == "messages":
+            return {"model": model, "max_tokens": 256, "messages": MESSAGES, "stream": stream}
         body: dict = {"model": model, "messages": MESSAGES}
         if stream:
             body["stream"] = True
@@ -98,7 +104,7 @@ class Bench:
     # -- phases ------------------------------------------------------------------
     def nonstream(self, targets: list[Target]) -> None:
         for t in targets:
-            for conc in (1, 16, 64):
+            for conc in (16,) if t.extra else (1, 16, 64):
                 self.isolate(t)
                 self.wrk(t, conc, self.a.warmup)
                 cpu0 = self.snapshot()
@@ -119,6 +125,8 @@ class Bench:
             self.log(f"streams c16 {t.label}: {r['streams_per_s']:.0f}/s ttfb p50 {r['ttfb_p50_ms']:.2f} ms "
                      f"p99 {r['ttfb_p99_ms']:.2f} ms errors {r['errors']} {r['error_kinds'] or ''}")
         for t in targets:
+            if t.extra:
+                continue
             self.isolate(t)
             r = self.streams(t, 16, max(self.a.duration, 2.0), model=PACED_MODEL)
             self.results["paced"][t.key] = r
@@ -386,6 +394,10 @@ def main() -> None:
                pid=a.relay_pid),
         Target("lr-light", "lightrelay light door", f"{a.relay}/api/light/chat/createChatCompletion", None,
                light=True, token=a.token, pid=a.relay_pid),
+        Target("lr-responses", "lightrelay /v1/responses", f"{a.relay}/v1/responses", a.token, pid=a.relay_pid,
+               door="responses", extra=True),
+        Target("lr-messages", "lightrelay /v1/messages (Anthropic)", f"{a.relay}/v1/messages", a.token,
+               pid=a.relay_pid, door="messages", extra=True),
     ]
     if a.litellm:
         targets.append(Target("litellm", "LiteLLM proxy", f"{a.litellm}/v1/chat/completions", a.litellm_key,
