@@ -263,3 +263,28 @@ def test_token_limits_parse():
     assert limits.rpm == 60 and limits.daily_limit == 0 and limits.expires_at is not None
     with pytest.raises(accounts.AccountError):
         accounts.TokenLimits.parse(ips=",".join(["10.0.0.1"] * 101))
+
+
+async def test_image_calls_from_a_code_after_the_daily_image_limit(start_relay, upstream, http):
+    relay = await start_relay(default_image_limit=2)
+    await relay.channel("mock", upstream.base_url, "dall-e-3")
+    token = await relay.user("painter@example.com")
+    _, out, _ = await cli(relay, "code", "add", "--calls", "0", "--image-calls", "3")
+    status, _, _ = await _post(http, relay.url + APPUSE, {"token": token, "code": out.strip()})
+    assert status == 200
+
+    async def image() -> int:
+        status, _, _ = await _post(http, relay.url + "/v1/images/generations", {"model": "dall-e-3", "prompt": "x"},
+                                   {"Authorization": f"Bearer {token}"})
+        return status
+
+    assert Counter(await asyncio.gather(*(image() for _ in range(20)))) == {200: 5, 429: 15}
+    async with relay.lr.engine.connect() as conn:
+        assert (await conn.execute(select(accounts_table.c.extra_image_calls))).scalar_one() == 0
+    # a failed image call gives its extra image back
+    _, out, _ = await cli(relay, "code", "add", "--calls", "0", "--image-calls", "1")
+    await _post(http, relay.url + APPUSE, {"token": token, "code": out.strip()})
+    upstream.mode = "fail-500"
+    assert await image() == 502
+    async with relay.lr.engine.connect() as conn:
+        assert (await conn.execute(select(accounts_table.c.extra_image_calls))).scalar_one() == 1

@@ -227,6 +227,7 @@ class ImageCharge:
     day: str
     n: int
     count: int
+    extra: bool = False  # paid from the extra image balance (redemption codes' --image-calls)
 
 
 class SqlImageCounter:
@@ -250,6 +251,21 @@ class SqlImageCounter:
                 stmt = stmt.where(col.count + n <= limit)
             row = (await conn.execute(stmt)).first()
         return row[0] if row else None
+
+    async def images_extra_take(self, account_id: int, n: int) -> int | None:
+        """Spend ``n`` of the account's extra image balance; what is left, or None if it is short."""
+        col = accounts.c
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(update(accounts).where(col.id == account_id, col.extra_image_calls >= n)
+                                      .values(extra_image_calls=col.extra_image_calls - n)
+                                      .returning(col.extra_image_calls))).first()
+        return None if row is None else row[0]
+
+    async def images_extra_give(self, account_id: int, n: int) -> None:
+        col = accounts.c
+        async with self._engine.begin() as conn:
+            await conn.execute(update(accounts).where(col.id == account_id)
+                               .values(extra_image_calls=col.extra_image_calls + n))
 
     async def images_give(self, account_id: int, day: str, n: int) -> None:
         col = image_counts.c
@@ -295,6 +311,10 @@ class ImageQuota:
         day = self.clock.today()
         limit = self.limit_of(account_limit)
         count = await self.counter.images_take(account_id, day, limit, n)
+        if count is None and await self.counter.images_extra_take(account_id, n) is not None:
+            # today's images are used up: paid from the extra image balance (never expires)
+            return ImageCharge(account_id=account_id, day=day, n=n, count=await self.used_today(account_id),
+                               extra=True)
         if count is None:
             reset = self.clock.next_midnight().strftime("%Y-%m-%d %H:%M %Z")
             raise QuotaExceeded(
@@ -306,6 +326,9 @@ class ImageQuota:
         return ImageCharge(account_id=account_id, day=day, n=n, count=count)
 
     async def refund(self, charge: ImageCharge) -> None:
+        if charge.extra:
+            await self.counter.images_extra_give(charge.account_id, charge.n)
+            return
         await self.counter.images_give(charge.account_id, charge.day, charge.n)
         hit = self._seen.get((charge.account_id, charge.day))
         if hit is not None:

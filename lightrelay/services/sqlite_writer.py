@@ -70,6 +70,9 @@ _IMAGES_TAKE = ("UPDATE image_counts SET count = count + ? WHERE account_id = ? 
                 "AND (? IS NULL OR count + ? <= ?) RETURNING count")
 _IMAGES_GIVE = "UPDATE image_counts SET count = count - ? WHERE account_id = ? AND day = ? AND count >= ?"
 _IMAGES_GET = "SELECT count FROM image_counts WHERE account_id = ? AND day = ?"
+_IMAGES_EXTRA_TAKE = ("UPDATE accounts SET extra_image_calls = extra_image_calls - ? WHERE id = ? "
+                      "AND extra_image_calls >= ? RETURNING extra_image_calls")
+_IMAGES_EXTRA_GIVE = "UPDATE accounts SET extra_image_calls = extra_image_calls + ? WHERE id = ?"
 # weighted takes (model weights, extra balance, per-token daily limits): see quota.py
 _TAKE = ("UPDATE daily_counts SET count = count + ? WHERE account_id = ? AND day = ? "
          "AND (? IS NULL OR count + ? <= ?) RETURNING count")
@@ -267,6 +270,13 @@ class SqliteWriter:
     async def images_give(self, account_id: int, day: str, n: int) -> None:
         await self._ask("images_give", account_id, day, n)
 
+    async def images_extra_take(self, account_id: int, n: int) -> int | None:
+        """Spend ``n`` of the extra image balance; what is left, or None if it is short."""
+        return await self._ask("images_extra_take", account_id, None, n)
+
+    async def images_extra_give(self, account_id: int, n: int) -> None:
+        await self._ask("images_extra_give", account_id, None, n)
+
     async def images_get(self, account_id: int, day: str) -> int:
         return await self._ask("images_get", account_id, day)
 
@@ -299,6 +309,8 @@ class SqliteWriter:
         for (loop, future, op, account_id, day, *rest), result in results:
             if not future.done():
                 future.set_result(result)
+            elif op == "images_extra_take" and result is not None:
+                self._undo(loop, "images_extra_give", account_id, None, rest[0])
             elif op == "images_take" and result is not None:  # the caller was cancelled meanwhile: undo
                 self._pending.append((loop, loop.create_future(), "images_give", account_id, day, rest[1]))
                 if len(self._pending) == 1:
@@ -452,6 +464,12 @@ def _apply(db: sqlite3.Connection, op: str, account_id: int | None, day: str | N
         db.execute(_IMAGES_INSERT, (account_id, day))
         row = db.execute(_IMAGES_TAKE, (n, account_id, day, limit, n, limit)).fetchone()
         return row[0] if row else None
+    if op == "images_extra_take":
+        row = db.execute(_IMAGES_EXTRA_TAKE, (rest[0], account_id, rest[0])).fetchone()
+        return row[0] if row else None
+    if op == "images_extra_give":
+        db.execute(_IMAGES_EXTRA_GIVE, (rest[0], account_id))
+        return None
     if op == "images_give":
         db.execute(_IMAGES_GIVE, (rest[0], account_id, day, rest[0]))
         return None
