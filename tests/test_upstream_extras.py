@@ -1,0 +1,62 @@
+"""What an OpenAI-compatible upstream adds that callers may want passes through untouched: DeepSeek-style
+``reasoning_content`` deltas and ``usage.completion_tokens_details.reasoning_tokens`` (issue 12, item 7)."""
+
+from __future__ import annotations
+
+import socket
+
+import orjson
+from aiohttp import web
+
+from tests.faults.conftest import MODEL
+from tests.test_provider_anthropic import chat, chat_stream
+
+USAGE = {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14,
+         "completion_tokens_details": {"reasoning_tokens": 6}, "prompt_tokens_details": {"cached_tokens": 2}}
+
+
+def chunk(delta: dict, finish: str | None = None, **extra) -> bytes:
+    body = {"id": "chatcmpl-r1", "object": "chat.completion.chunk", "created": 1, "model": "deepseek-reasoner",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+async def reasoner(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    if not body.get("stream"):
+        return web.json_response({"id": "chatcmpl-r1", "object": "chat.completion", "created": 1,
+                                  "model": "deepseek-reasoner", "usage": USAGE, "choices": [{
+                                      "index": 0, "finish_reason": "stop", "message": {
+                                          "role": "assistant", "content": "42", "reasoning_content": "think think"}}]})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for piece in (chunk({"role": "assistant", "content": None, "reasoning_content": ""}),
+                  chunk({"reasoning_content": "think "}), chunk({"reasoning_content": "think"}),
+                  chunk({"content": "42"}), chunk({}, "stop"),
+                  b"data: " + orjson.dumps({"id": "chatcmpl-r1", "object": "chat.completion.chunk", "created": 1,
+                                            "model": "deepseek-reasoner", "choices": [], "usage": USAGE}) + b"\n\n",
+                  b"data: [DONE]\n\n"):
+        await resp.write(piece)
+    return resp
+
+
+async def test_reasoning_content_and_reasoning_tokens_pass_through(relay, http):
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", reasoner)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        await relay.channel("ds", f"http://127.0.0.1:{sock.getsockname()[1]}/v1", f"{MODEL}=deepseek-reasoner")
+        token = await relay.user("r@example.com")
+        status, body = await chat(http, relay, token, {"messages": [{"role": "user", "content": "?"}]})
+        assert status == 200 and body["choices"][0]["message"]["reasoning_content"] == "think think"
+        assert body["usage"] == USAGE
+        chunks = await chat_stream(http, relay, token, {"messages": [{"role": "user", "content": "?"}]})
+        reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks if c["choices"])
+        assert reasoning == "think think"
+        assert [c["usage"] for c in chunks if not c["choices"]] == [USAGE]
+    finally:
+        await runner.cleanup()
