@@ -24,6 +24,9 @@ Optional methods, for calls other than chat (``call.messages`` is empty, ``call.
 the OpenAI request without ``model``): ``embed(call)`` → an OpenAI embeddings reply,
 ``images(call)`` → an OpenAI images reply. A provider without one (the local model, chat-only
 upstream types) is never given such a call: the relay skips its channels.
+
+The HTTP providers (``providers/http.py``) also have ``keys`` (a ``keys.KeyRing``: the router skips
+a channel whose keys are all retired) and ``list_models()`` (``lightrelay channel models``).
 """
 
 from __future__ import annotations
