@@ -49,7 +49,7 @@ def routes(console: Console) -> list[BaseRoute]:
     def where_codes_go(ctx: Ctx, email: str) -> str:
         if console.mailer.via == "smtp":
             return ctx.t("code_sent_smtp", email=email)
-        return ctx.t("code_sent_outbox", email=email, outbox=str(settings.outbox_dir.resolve()))
+        return ctx.t("code_sent_outbox", email=email)  # the outbox's path only in the server's log
 
     async def start_session(ctx: Ctx, account: dict) -> None:
         ctx.session_id = await create_session(ctx.state.engine, account_id=account["id"],

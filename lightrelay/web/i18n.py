@@ -82,7 +82,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "resend": ("重新发送验证码", "Send a new code"),
     "send_code": ("发送验证码", "Send the code"),
     "code_sent_smtp": ("验证码已发送到 {email}，10 分钟内有效。", "A code was mailed to {email}; it is valid for 10 minutes."),
-    "code_sent_outbox": ("本服务器未配置 SMTP：发给 {email} 的邮件（含验证码）写入了服务器日志和目录 {outbox}。",
+    "code_sent_outbox": ("本服务器未配置 SMTP：发给 {email} 的邮件（含验证码）写入了服务器的发件箱（outbox），"
+                         "请向管理员索取（位置见服务器日志）。",
                          "This server has no SMTP configured: the mail to {email} (with the code) was written to "
                          "the server log and to {outbox}."),
     "code_none": ("没有待验证的验证码，请重新发送", "There is no code waiting for this email; send a new one"),

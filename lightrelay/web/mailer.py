@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import smtplib
 import ssl
 import time
@@ -63,9 +64,11 @@ class Mailer:
         return Delivery("outbox", path)
 
     def _write_outbox(self, msg: EmailMessage) -> Path:
-        self.outbox.mkdir(parents=True, exist_ok=True)
+        """Only the server's user may read it (it holds a live code): the folder 0700, the file 0600."""
+        self.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.outbox / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-        path.write_bytes(bytes(msg))
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(bytes(msg))
         return path
 
     def _smtp_send(self, msg: EmailMessage) -> None:
