@@ -172,6 +172,7 @@ token_counts = Table(
     Column("token_id", Integer, ForeignKey("tokens.id", ondelete="CASCADE"), primary_key=True),
     Column("day", String(10), primary_key=True),
     Column("count", Integer, nullable=False, default=0),
+    sqlite_with_rowid=False,
 )
 
 model_weights = Table(

@@ -80,9 +80,9 @@ _GIVE = "UPDATE daily_counts SET count = count - ? WHERE account_id = ? AND day 
 _EXTRA_TAKE = ("UPDATE accounts SET extra_calls = extra_calls - ? WHERE id = ? AND extra_calls >= ? "
                "RETURNING extra_calls")
 _EXTRA_GIVE = "UPDATE accounts SET extra_calls = extra_calls + ? WHERE id = ?"
-_TOKEN_INSERT = "INSERT INTO token_counts (token_id, day, count) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
-_TOKEN_TAKE = ("UPDATE token_counts SET count = count + ? WHERE token_id = ? AND day = ? AND count + ? <= ? "
-               "RETURNING count")
+# one statement: the day's first call inserts the row, later ones add to it while under the limit
+_TOKEN_TAKE = ("INSERT INTO token_counts (token_id, day, count) VALUES (?, ?, ?) ON CONFLICT (token_id, day) "
+               "DO UPDATE SET count = count + excluded.count WHERE count + excluded.count <= ? RETURNING count")
 _TOKEN_GIVE = "UPDATE token_counts SET count = count - ? WHERE token_id = ? AND day = ? AND count >= ?"
 _USAGE_COLUMNS = [c.name for c in usage.columns if c.name != "id"]
 _CREATED_AT = _USAGE_COLUMNS.index("created_at")
@@ -490,8 +490,7 @@ def _take(db: sqlite3.Connection, account_id: Any, day: Any, limit: int | None, 
     """One call's charge inside the batch's transaction (see ``quota.Take``); a refusal leaves nothing
     changed (the token's count is put back by hand: the transaction is shared with other calls)."""
     if token_limit is not None:
-        db.execute(_TOKEN_INSERT, (token_id, day))
-        if db.execute(_TOKEN_TAKE, (weight, token_id, day, weight, token_limit)).fetchone() is None:
+        if weight > token_limit or db.execute(_TOKEN_TAKE, (token_id, day, weight, token_limit)).fetchone() is None:
             return ("token_full", token_limit, None)
     db.execute(_INSERT, (account_id, day))
     row = db.execute(_TAKE, (weight, account_id, day, limit, weight, limit)).fetchone()

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["token_id"], ["tokens.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("token_id", "day"),
+        sqlite_with_rowid=False,  # one B-tree page per write, not a table page and an index page
     )
     op.create_table(
         "model_weights",
