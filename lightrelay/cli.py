@@ -11,17 +11,25 @@ from typing import Any, TypeVar
 
 import click
 
-from lightrelay.errors import RelayError
+from lightrelay.errors import ConfigError, RelayError
 from lightrelay.settings import Settings, load_settings
 
 T = TypeVar("T")
 
 
 def _settings() -> Settings:
-    try:
-        return load_settings()
-    except Exception as exc:  # pydantic's message names the bad variable
-        raise click.ClickException(f"bad configuration: {exc}") from None
+    return load_settings()  # a ConfigError is printed as one line by _Main
+
+
+class _Main(click.Group):
+    """Every command: a configuration error is one clean line with the remedy, exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"lightrelay: configuration error: {exc}", err=True)
+            ctx.exit(2)
 
 
 def _run(fn: Callable[..., Awaitable[T]], *, notify: str | None = None, **kwargs: Any) -> T:
@@ -74,7 +82,7 @@ def _limit(value: str | None) -> int | None:
     return int(value)
 
 
-@click.group()
+@click.group(cls=_Main)
 @click.version_option(package_name="lightrelay")
 def main() -> None:
     """lightrelay: a self-hosted LLM API relay (light + OpenAI protocols)."""
@@ -95,13 +103,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     from lightrelay.http import server
 
     settings = _settings()
-    try:
-        settings.secret()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings.secret()  # a missing or weak secret stops the start here, as one line
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     migrate_sync(settings)  # once, before any worker starts
+    _say_where_the_console_is(settings, host or settings.host, port or settings.port)
     before, nofile = server.raise_nofile()  # the workers inherit it
     header_timeout, max_connections = server.limits(settings)
     logging.getLogger("lightrelay").info(
@@ -119,6 +125,26 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         log_level=settings.log_level.lower(), timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         timeout_keep_alive=max(1, round(settings.keepalive_timeout_seconds)),
     )
+
+
+def _say_where_the_console_is(settings: Settings, host: str, port: int) -> None:
+    """First thing a new operator needs: where the console is, and how to make its first admin."""
+    import logging
+
+    from lightrelay.db.engine import make_engine
+    from lightrelay.services.accounts import has_admin
+
+    async def go() -> bool:
+        engine = make_engine(settings)
+        try:
+            return await has_admin(engine)
+        finally:
+            await engine.dispose()
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+    hint = "" if asyncio.run(go()) else " — no admin yet: lightrelay user add you@example.com --admin --password '…'"
+    logging.getLogger("lightrelay").info("console: %s%s", url, hint)
 
 
 def _prometheus_multiproc_dir(settings: Settings) -> None:
@@ -398,6 +424,7 @@ def channel_list() -> None:
     rows = _run(go)
     if not rows:
         click.echo("no channels: the built-in local model serves the default model names")
+    _echo_local_status()
     for r in rows:
         models = ",".join(k if k == v else f"{k}={v}" for k, v in r["models"].items())
         keys = " ".join(f"#{k['n']}={k['key']}" + (" (retired)" if k["retired"] else "") for k in r["keys"])
@@ -409,6 +436,15 @@ def channel_list() -> None:
                 when = f" at {k['retired_at']:%Y-%m-%d %H:%M:%S}" if k["retired_at"] else ""
                 click.echo(f"{'':16}   key #{k['n']} retired{when}: {k['retired']} "
                            f"(lightrelay channel enable-key {r['name']} {k['n']})")
+
+
+def _echo_local_status() -> None:
+    """The built-in model's state as the running relay last reported it (its child process)."""
+    from lightrelay.providers.local import describe_status, read_status
+
+    status = read_status(load_settings().local_status_file)
+    if status is not None:
+        click.echo(f"{'builtin-local':16} local  {describe_status(status)} (relay pid {status['relay_pid']})")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:

@@ -24,6 +24,9 @@ responses, only about the status a failure maps to.
         ├── Unavailable              503     no channel, relay busy (carries retry_after)
         └── UpstreamTimeout          504     upstream too slow
 
+``ConfigError`` stands apart: a setting is missing or wrong. It stops a command or the
+start of the relay (the CLI prints it as one line with the remedy, exit code 2), never a call.
+
 Each error carries a message in Chinese and English; ``message_for(lang)``
 picks one. ``retryable`` on an UpstreamFailure says whether the router may try
 the next channel (only true before any reply byte went to the caller).
@@ -162,3 +165,7 @@ class UpstreamTimeout(UpstreamFailure):
     status = 504
     type = "timeout"
     code = "upstream_timeout"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message says which and how to fix it."""

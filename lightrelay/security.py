@@ -16,6 +16,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
 
+from lightrelay.errors import ConfigError
+
 _hasher = PasswordHasher()
 ARGON2_WAITING = 32  # password hashes/checks queued for the argon2 thread; more are refused (HasherBusy)
 _T = TypeVar("_T")
@@ -111,4 +113,5 @@ class KeyBox:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken as exc:
-            raise ValueError("an upstream API key cannot be decrypted: was LIGHTRELAY_SECRET_KEY changed?") from exc
+            raise ConfigError("an upstream API key cannot be decrypted: was LIGHTRELAY_SECRET_KEY changed? "
+                              "Set it back, or enter the channel keys again") from exc

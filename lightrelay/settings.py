@@ -14,8 +14,10 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lightrelay.errors import ConfigError
 
 DEFAULT_MODELS = ("gpt-3.5-turbo-1106", "gpt-3.5-turbo-16k", "gpt-4", "gpt-4-1106-preview")
 WEAK_SECRETS = {"", "changeme", "secret", "dev", "lightrelay", "please-change-me"}
@@ -68,6 +70,7 @@ class Settings(BaseSettings):
     local_model_path: str | None = None
     local_max_queue: int = 8
     local_max_tokens: int = 256
+    local_start_attempts: int = 3  # failed starts in a row before the local model is marked unavailable
 
     # usage recording
     usage_flush_seconds: float = 0.5
@@ -145,6 +148,11 @@ class Settings(BaseSettings):
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
 
+    @property
+    def local_status_file(self) -> Path:
+        """Where a serving relay writes its local model's state, for ``lightrelay channel list``."""
+        return self.data_dir / "local-model.json"
+
     def secret(self) -> str:
         """The relay's secret. Embedded default: generated once into the data dir.
 
@@ -155,13 +163,15 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             value = self.secret_key.get_secret_value()
             if self.env != "dev" and (value.lower() in WEAK_SECRETS or len(value) < 16):
-                raise ValueError(
+                raise ConfigError(
                     "LIGHTRELAY_SECRET_KEY is weak: use at least 16 random characters "
                     "(or set LIGHTRELAY_ENV=dev for local experiments)"
                 )
             return value
         if not self.is_sqlite:
-            raise ValueError("LIGHTRELAY_SECRET_KEY must be set when the database is shared (not SQLite)")
+            raise ConfigError("LIGHTRELAY_SECRET_KEY must be set when the database is shared (not SQLite): "
+                              "set it to the same long random value on every host, e.g. "
+                              "LIGHTRELAY_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         path = self.data_dir / "secret.key"
         if path.exists():
             return path.read_text().strip()
@@ -176,9 +186,16 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment (and LIGHTRELAY_CONFIG_FILE), with overrides on top."""
     config_file = os.environ.get("LIGHTRELAY_CONFIG_FILE")
-    if config_file:
-        return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
-    return Settings(**overrides)  # type: ignore[arg-type]
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"LIGHTRELAY_CONFIG_FILE names {config_file}, which is not a file")
+    try:
+        if config_file:
+            return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:  # one line naming each bad variable
+        problems = "; ".join(f"LIGHTRELAY_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(problems) from None
 
 
 __all__ = ["DEFAULT_MODELS", "Settings", "load_settings"]

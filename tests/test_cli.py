@@ -104,3 +104,32 @@ async def test_bad_arguments_fail_cleanly(relay, args):
     code, out, err = await cli(relay, *args, ok=False)
     assert code != 0
     assert "Traceback" not in err and err.strip()
+
+
+CHANNEL_ADD = ["channel", "add", "up", "--base-url", "http://127.0.0.1:9/v1", "--models", "m"]
+PG_NO_SECRET = {"LIGHTRELAY_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/test"}
+WEAK_SECRET = {"LIGHTRELAY_SECRET_KEY": "secret", "LIGHTRELAY_ENV": "production"}
+BAD_NUMBER = {"LIGHTRELAY_LOCAL_MAX_QUEUE": "many"}
+NO_FILE = {"LIGHTRELAY_CONFIG_FILE": "/nonexistent/lightrelay.env"}
+
+
+@pytest.mark.parametrize(("command", "env", "says"), [
+    (CHANNEL_ADD, PG_NO_SECRET, "LIGHTRELAY_SECRET_KEY must be set"),
+    (["serve", "--port", "9"], PG_NO_SECRET, "LIGHTRELAY_SECRET_KEY must be set"),
+    (CHANNEL_ADD, WEAK_SECRET, "LIGHTRELAY_SECRET_KEY is weak"),
+    (["serve", "--port", "9"], WEAK_SECRET, "LIGHTRELAY_SECRET_KEY is weak"),
+    (["user", "list"], BAD_NUMBER, "LIGHTRELAY_LOCAL_MAX_QUEUE"),
+    (["serve", "--port", "9"], BAD_NUMBER, "LIGHTRELAY_LOCAL_MAX_QUEUE"),
+    (["user", "list"], NO_FILE, "not a file"),
+    (CHANNEL_ADD, NO_FILE, "not a file"),
+])
+def test_configuration_errors_are_one_clean_line(tmp_path, env, says, command):
+    import subprocess
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTRELAY_")}
+    full.update(LIGHTRELAY_DATA_DIR=str(tmp_path / "data"), **env)
+    done = subprocess.run([sys.executable, "-m", "lightrelay", *command], env=full, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("lightrelay: configuration error: ") and says in done.stderr

@@ -115,12 +115,18 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     session = new_session()
     box: dict[str, State] = {}
 
+    def report_local(status: dict[str, Any]) -> None:  # the local model's child changed state
+        from lightrelay.providers.local import write_status
+
+        metrics.backend_up.labels("local_model").set(int(status["state"] == "ready"))
+        write_status(settings.local_status_file, status)
+
     def make_provider(row: dict[str, Any]) -> Provider:
         state = box["state"]
 
         def local() -> Provider:
             if state.local is None:
-                state.local = new_local(settings)
+                state.local = new_local(settings, on_state=report_local)
             return state.local
 
         return build_provider(row, settings=settings, session=session, keybox=keybox, local=local,
@@ -168,6 +174,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     writer_watch = Supervised("sqlite-writer-watch", sqlite_writer.watch) if sqlite_writer else None
     try:  # from here on, a failed start still closes what was opened
         await state.reload_channels()
+        if state.local is not None:
+            state.local.start()  # its child loads the model and checks itself in the background
         recorder.start()
         if writer_watch is not None:
             writer_watch.start()
@@ -204,6 +212,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         metrics.close()
         for provider in router.providers():
             await provider.close()
+        if state.local is not None:  # also when channels took over its names (close is idempotent)
+            await state.local.close()
         await session.close()
         await engine.dispose()
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from lightrelay.http.render import JSON
 from lightrelay.metrics import CONTENT_TYPE
+from lightrelay.providers.local import describe_status
 
 CHECK_SECONDS = 2.0
 
@@ -52,6 +53,13 @@ async def readyz(request: Request) -> Response:
     recorder = state.recorder.task
     checks["usage_recorder"] = "ok" if recorder.up else f"down: {recorder.reason or 'not running'}; restarting it"
     ready = ready and recorder.up
+    local = state.local
+    if local is not None:  # the built-in model's child process
+        status = local.status()
+        checks["local_model"] = describe_status(status)
+        # Its trouble makes the relay unready only when it is all there is to route to.
+        alone = all(p is local for p in state.router.providers())
+        ready = ready and not (alone and status["state"] in ("unavailable", "closed"))
     return JSON({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
 
 

@@ -16,11 +16,12 @@ from lightrelay.security import KeyBox
 from lightrelay.settings import Settings
 
 
-def new_local(settings: Settings) -> Provider:
-    from lightrelay.providers.local import LocalProvider  # llama-cpp is optional; import only when used
+def new_local(settings: Settings, on_state: Callable[[dict[str, Any]], None] | None = None) -> Provider:
+    from lightrelay.providers.local import LocalProvider  # its child process starts on first use
 
     return LocalProvider(settings.local_model_path, max_queue=settings.local_max_queue,
-                         default_max_tokens=settings.local_max_tokens)
+                         default_max_tokens=settings.local_max_tokens,
+                         start_attempts=settings.local_start_attempts, on_state=on_state)
 
 
 def key_ring(row: dict[str, Any], keybox: KeyBox,

@@ -118,10 +118,17 @@ class TokenLimits:
                    rpm=number(rpm, "rpm", 1), daily_limit=number(daily_limit, "daily_limit", 0))
 
 
+_NOT_IN_EMAIL = set('<>()[]\\,;:"@')
+
+
 def normalize_email(email: str) -> str:
+    """Lower-cased, or AccountError: one ``@``, a dotted domain, no spaces, controls (CR/LF: header
+    injection) or address punctuation — checked before anything is written or mailed."""
     email = email.strip().lower()
     local, _, domain = email.partition("@")
-    if not local or "." not in domain or " " in email or len(email) > 320:
+    labels = domain.split(".")
+    if (not local or len(labels) < 2 or not all(labels) or len(email) > 254
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 or c in _NOT_IN_EMAIL for c in local + domain)):
         raise AccountError(f"邮箱格式不正确: {email}", f"not a valid email address: {email}")
     return email
 
@@ -336,3 +343,10 @@ async def inviter(engine: AsyncEngine, *, code: str) -> int | None:
     async with engine.connect() as conn:
         return (await conn.execute(select(a.id).where(a.invite_code == code, a.active.is_(True),
                                                       a.disabled.is_(False)))).scalar_one_or_none()
+
+
+async def has_admin(engine: AsyncEngine) -> bool:
+    """Whether any active account may use the admin console."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(accounts.c.id).where(accounts.c.is_admin.is_(True)).limit(1))).first()
+    return row is not None

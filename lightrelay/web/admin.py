@@ -12,7 +12,7 @@ from lightrelay.channel_test import test_channel
 from lightrelay.errors import RelayError
 from lightrelay.http.render import JSON
 from lightrelay.services import accounts, channels, usage
-from lightrelay.web.console import Console, Ctx, Refused, form
+from lightrelay.web.console import Console, Ctx, Refused, form, path_id
 from lightrelay.web.usage_pages import calls_page, chart_data
 
 
@@ -77,7 +77,8 @@ def routes(console: Console) -> list[BaseRoute]:
     @admin
     async def account_update(ctx: Ctx) -> Response:
         data = await form(ctx.request)
-        account = await accounts.get_account_by_id(ctx.state.engine, account_id=ctx.request.path_params["account_id"])
+        account = await accounts.get_account_by_id(ctx.state.engine,
+                                                   account_id=path_id(ctx, "account_id", "no_such_account"))
         if account is None:
             raise Refused(404, "no_such_account")
         try:
@@ -98,7 +99,7 @@ def routes(console: Console) -> list[BaseRoute]:
         rows = [channels.public_view(r, state.keybox) for r in await channels.load_channels(state.engine)]
         return console.render(ctx, "admin_channels.html", status=status, rows=rows, states=state.router.states(),
                               why=state.router.why_out(),
-                              error=error, edit=edit)
+                              error=error, edit=edit, local=state.local.status() if state.local else None)
 
     @admin
     async def channel_list(ctx: Ctx) -> Response:

@@ -85,7 +85,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "code_sent_outbox": ("本服务器未配置 SMTP：发给 {email} 的邮件（含验证码）写入了服务器的发件箱（outbox），"
                          "请向管理员索取（位置见服务器日志）。",
                          "This server has no SMTP configured: the mail to {email} (with the code) was written to "
-                         "the server log and to {outbox}."),
+                         "the server's outbox; ask its operator (the server log says where)."),
     "code_none": ("没有待验证的验证码，请重新发送", "There is no code waiting for this email; send a new one"),
     "code_expired": ("验证码已过期，请重新发送", "The code has expired; send a new one"),
     "code_wrong": ("验证码不正确，还可尝试 {n} 次", "Wrong code; {n} tries left"),
@@ -258,11 +258,19 @@ STRINGS: dict[str, tuple[str, str]] = {
     "available": ("可用", "available"),
     "unavailable": ("不可用", "unavailable"),
     "builtin_local": ("内置本地模型", "built-in local model"),
+    "local_ready": ("运行中", "running"),
+    "local_starting": ("启动中", "starting"),
+    "local_backoff": ("重启中", "restarting"),
+    "local_unavailable": ("不可用", "unavailable"),
+    "local_stopped": ("未启动", "not started"),
+    "local_closed": ("已关闭", "shut down"),
+    "local_rebuild": ("修复后重启 lightrelay；若是崩溃，请重新编译：scripts/setup --rebuild-local",
+                      "Restart lightrelay after fixing it; if it crashed, rebuild: scripts/setup --rebuild-local"),
     "no_models": ("没有模型", "No models"),
 }
 
 
-def t(lang: str, key: str, **fmt: Any) -> str:
+def t(lang: str, key: str, /, **fmt: Any) -> str:
     pair = STRINGS.get(key)
     if pair is None:
         return key
