@@ -4,11 +4,17 @@ The count is a ``services.ratelimit.Window`` (``LIGHTRELAY_RATE_BAD_TOKEN``): in
 process's memory, or in Redis when the relay has one, so every process shares it.
 While an address is at the limit every call from it is refused before any token is
 looked up, so guessing learns nothing.
+
+A token that has to be read from the database is counted *before* the read (``hit``,
+atomic: a burst of 2,000 unknown tokens at once gets exactly the limit's worth of reads)
+and given back when it turns out good; a token the cache knows to be good is not counted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
@@ -16,6 +22,8 @@ from lightrelay.errors import TooManyRequests, Unauthorized
 from lightrelay.relay import ChatRequest, Relay, Ticket
 from lightrelay.services.accounts import Principal
 from lightrelay.services.ratelimit import Window
+
+_T = TypeVar("_T")
 
 
 class TokenGuard:
@@ -37,27 +45,37 @@ class TokenGuard:
             raise TooManyRequests("无效令牌尝试过多，请稍后再试", "too many invalid API tokens from this address; "
                                   f"try again in {wait} s", code="too_many_invalid_tokens", retry_after=wait)
 
-    async def _miss(self, key: str, exc: Unauthorized) -> None:
-        if exc.code == "invalid_api_key":  # a token was given and is unknown or revoked
-            await self.strikes.add(key)
+    async def _guarded(self, key: str, relay: Relay, token: str | None, look_up: Coroutine[Any, Any, _T]) -> _T:
+        if relay.auth.known_good(token):
+            try:
+                await self._check(key)
+            except TooManyRequests:
+                look_up.close()
+                raise
+            return await look_up
+        wait = await self.strikes.hit(key)  # counted first: a burst cannot pass the limit
+        if wait is not None:
+            look_up.close()
+            raise TooManyRequests("无效令牌尝试过多，请稍后再试", "too many invalid API tokens from this address; "
+                                  f"try again in {wait} s", code="too_many_invalid_tokens", retry_after=wait)
+        try:
+            result = await look_up
+        except Unauthorized as exc:
+            if exc.code != "invalid_api_key":  # no token, an expired one: not a guess
+                await self.strikes.give_back(key)
+            raise
+        except BaseException:
+            await self.strikes.give_back(key)  # the token was good (the call failed for another reason)
+            raise
+        await self.strikes.give_back(key)
+        return result
 
     async def admit(self, request: Request, relay: Relay, req: ChatRequest) -> Ticket:
         key = req.client_ip = self._key(request)
-        await self._check(key)
-        try:
-            return await relay.admit(req)
-        except Unauthorized as exc:
-            await self._miss(key, exc)
-            raise
+        return await self._guarded(key, relay, req.token, relay.admit(req))
 
     async def principal(self, request: Request, relay: Relay, token: str | None) -> Principal:
-        key = self._key(request)
-        await self._check(key)
-        try:
-            return await relay.auth.principal(token)
-        except Unauthorized as exc:
-            await self._miss(key, exc)
-            raise
+        return await self._guarded(self._key(request), relay, token, relay.auth.principal(token))
 
 
 def client_address(request: Request, trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:

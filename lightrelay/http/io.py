@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -16,6 +17,7 @@ from lightrelay.errors import BadRequest, ClientGone, PayloadTooLarge
 from lightrelay.relay import RelayStream
 
 T = TypeVar("T")
+log = logging.getLogger("lightrelay.http")
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -23,7 +25,16 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The request's JSON body; 413 over ``limit`` bytes, 400 if it is not JSON."""
+    """The request's JSON body; 413 over ``limit`` bytes, 400 if it is not JSON; ClientGone (logged at
+    INFO, no traceback: an ordinary event) if the client hangs up before it is all sent."""
+    try:
+        return _parse(await _read_body(request, limit))
+    except ClientDisconnect:
+        log.info("the client hung up while sending its request body (%s)", request.url.path)
+        raise ClientGone("客户端已断开", "the client went away") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -39,6 +50,10 @@ async def read_json(request: Request, limit: int) -> Any:
                 raise _too_large(limit)
             parts.append(part)
         body = b"".join(parts)
+    return body
+
+
+def _parse(body: bytes) -> Any:
     if not body:
         raise BadRequest("请求体为空，应为 JSON", "the request body is empty; JSON expected")
     try:

@@ -33,6 +33,13 @@ class Authenticator:
         self._reading: dict[str, asyncio.Future[Principal | None]] = {}  # reads under way, by token hash
         self._generation = 0  # bumped by every invalidation
 
+    def known_good(self, token: str | None) -> bool:
+        """``token`` is a good one in the cache: answering it reads nothing from the database."""
+        if not token:
+            return False
+        hit = self._cache.get(security.hash_token(token.strip()))
+        return hit is not None and hit[1] is not None and hit[0] > time.monotonic()
+
     async def principal(self, token: str | None) -> Principal:
         """The active caller behind ``token``; Unauthorized / Forbidden otherwise."""
         if not token:

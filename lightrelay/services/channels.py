@@ -7,6 +7,7 @@ it back (``enable_key``). ``channels.api_key_enc`` mirrors the first key for old
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,10 +43,22 @@ def parse_models(spec: str) -> dict[str, str]:
     return models
 
 
+def _good_url(url: str) -> bool:
+    """http(s)://host[:port]/… that parses (a port in range, brackets closed, no spaces or controls)."""
+    if not url.startswith(("http://", "https://")) or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port out of range)
+    except ValueError:
+        return False
+    return bool(parts.hostname)
+
+
 def _check(*, type: str, base_url: str, weight: int) -> None:
     if type not in TYPES:
         raise ChannelError(f"未知渠道类型: {type}", f"unknown channel type {type!r} ({', '.join(TYPES)})")
-    if type != "local" and not base_url.startswith(("http://", "https://")):
+    if type != "local" and not _good_url(base_url):
         raise ChannelError("base-url 必须以 http:// 或 https:// 开头",
                            "--base-url must start with http:// or https:// (e.g. https://api.openai.com/v1)")
     if weight < 1:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import jinja2
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from lightrelay.http.render import JSON
@@ -69,7 +69,7 @@ class Ctx:
     def binding(self) -> str | None:
         return self.session_id or self.pre_id
 
-    def t(self, key: str, **fmt: Any) -> str:
+    def t(self, key: str, /, **fmt: Any) -> str:  # positional-only: a format field may be named "key"
         return i18n.t(self.lang, key, **fmt)
 
 
@@ -192,11 +192,27 @@ class Console:
             raise Refused(403, "csrf_failed")
 
 
+def path_id(ctx: Ctx, name: str, missing: str) -> int:
+    """A numeric id from the path; 404 ``missing`` if it cannot be a row's id (past 64 bits the
+    database driver would raise OverflowError: a 500)."""
+    try:
+        number = int(ctx.request.path_params[name])
+    except ValueError:
+        raise Refused(404, missing) from None
+    if not 0 < number < 2**63:
+        raise Refused(404, missing)
+    return number
+
+
 async def form(request: Request) -> dict[str, str]:
     """A small urlencoded form (cached on the request); 413 past 64 KiB."""
     if "lr_form" in request.scope:
         return request.scope["lr_form"]
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # an ordinary event: no traceback
+        log.info("the client hung up while sending a form (%s)", request.url.path)
+        raise Refused(400, "bad_request") from None
     if len(body) > MAX_FORM_BYTES:
         raise Refused(413, "too_large")
     data = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))

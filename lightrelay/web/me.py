@@ -10,7 +10,7 @@ from lightrelay.errors import NotFound, RelayError
 from lightrelay.http.render import JSON
 from lightrelay.services import accounts, redeem
 from lightrelay.web import samples
-from lightrelay.web.console import Console, Ctx, Refused, form
+from lightrelay.web.console import Console, Ctx, Refused, form, path_id
 from lightrelay.web.sessions import ONCE_COOKIE
 
 ONCE_SECONDS = 120
@@ -103,7 +103,7 @@ def routes(console: Console) -> list[BaseRoute]:
     @page(login=True)
     async def revoke(ctx: Ctx) -> Response:
         try:
-            token_id = int(ctx.request.path_params["token_id"])
+            token_id = path_id(ctx, "token_id", "no_such_token")
             await accounts.revoke_token(ctx.state.engine, token_id=token_id, account_id=(ctx.account or {})["id"])
         except (ValueError, NotFound):
             raise Refused(404, "no_such_token") from None

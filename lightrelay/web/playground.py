@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lightrelay.errors import Forbidden, RelayError
-from lightrelay.http.io import LiveStream, read_json
+from lightrelay.http.io import LiveStream, read_json, unless_gone
 from lightrelay.http.light import light_stream_body
 from lightrelay.http.render import light_error
 from lightrelay.http.schemas import LightBody, check_messages, validate
@@ -57,12 +57,13 @@ def routes(console: Console) -> list[BaseRoute]:
                               messages=check_messages(body.messages, state.settings.max_messages),
                               params=body.params.upstream(), stream=True, include_usage=True)
             ticket = await state.relay.admit(req, principal=principal_of(ctx.account or {}))
-            stream = await state.relay.open_stream(ticket)
+            # the browser leaving stops the upstream call at once, as on the API doors
+            stream = await unless_gone(ctx.request, state.relay.open_stream(ticket))
         except RelayError as exc:
             return console.finish(ctx, light_error(exc, lang))
         headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
         return console.finish(ctx, LiveStream(light_stream_body(stream, lang), media_type="text/event-stream; charset=utf-8",
-                                              headers=headers))
+                                              headers=headers, stream=stream))
 
     return [
         Route("/playground", playground, methods=["GET"]),
