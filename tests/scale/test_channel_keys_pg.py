@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aiohttp
 import asyncpg
 from alembic import command
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from lightrelay.db.engine import _alembic_config
 from lightrelay.security import KeyBox
-from lightrelay.services import channels
-from tests.scale.conftest import PG_ADMIN, SECRET
+from lightrelay.services import accounts, channels
+from tests.mock_providers import MockAnthropic
+from tests.scale.conftest import PG_ADMIN, REDIS_URL, SECRET, light_call
 
 
 async def test_migration_0005_keeps_existing_keys_on_postgresql(pg):
@@ -60,3 +62,40 @@ async def test_keys_retire_and_come_back_on_postgresql(pg):
     assert [box.open(k["key_enc"]) for k in row["keys"]] == ["sk-c-0123456789"]
     await channels.delete_channel(pg.engine, name="multi")
     assert await pg.scalar("SELECT count(*) FROM channel_keys") == 0
+
+
+async def test_a_key_retired_by_one_process_is_skipped_by_the_others(pg, redis_prefix, relays):
+    """PostgreSQL + Redis, two relay processes: the key one of them retires is stored and broadcast; the other
+    never sends it again, and no call is lost on either."""
+    keys = ["sk-ant-scale-key-0001", "sk-ant-scale-key-0002"]
+    async with MockAnthropic() as up:
+        up.revoked = {keys[0]}
+        await channels.add_channel(pg.engine, KeyBox(SECRET), name="claude", type="anthropic", base_url=up.base_url,
+                                   api_keys=keys, models={"gpt-3.5-turbo-1106": "claude-sonnet-4-5"})
+        settings = {"database_url": pg.url, "redis_url": REDIS_URL, "redis_prefix": redis_prefix}
+        a, b = await asyncio.gather(relays.start(**settings), relays.start(**settings))
+        token = await pg.user("keys@example.com", limit=100)
+        async with aiohttp.ClientSession() as http:
+            statuses = [await light_call(http, a.url, token) for _ in range(2)]  # one of them meets the revoked key
+            assert statuses == [200, 200]
+            for _ in range(100):
+                reason = await pg.scalar("SELECT retired_reason FROM channel_keys WHERE position = 0")
+                if reason:
+                    break
+                await asyncio.sleep(0.05)
+            assert reason and reason.startswith("rejected by the upstream (401)")
+            admin_id = await accounts.create_account(pg.engine, email="root@example.com", daily_limit=None,
+                                                     is_admin=True)
+            admin = await accounts.add_token(pg.engine, account_id=admin_id, name="admin")
+            for _ in range(200):  # the other process learns it (the broadcast reloads its channels)
+                async with http.get(b.url + "/api/admin/channels/state",
+                                    headers={"Authorization": f"Bearer {admin}"}) as r:
+                    view = {c["name"]: c for c in (await r.json())["data"]}["claude"]
+                if view["retired_keys"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert [k["n"] for k in view["retired_keys"]] == [1] and "x-api-key" in view["retired_keys"][0]["reason"]
+            sent_before = len(up.requests)
+            statuses = [await light_call(http, b.url, token) for _ in range(4)]
+            assert statuses == [200] * 4
+            assert [r.headers["x-api-key"] for r in up.requests[sent_before:]] == [keys[1]] * 4
