@@ -42,7 +42,7 @@ def channel_form(data: dict[str, str]) -> dict[str, Any]:
         raise channels.ChannelError("优先级、权重、超时必须是数字", "priority, weight and timeout must be numbers") from None
     return {"type": data.get("type", "openai"), "base_url": data.get("base_url", "").strip(),
             "models": channels.parse_models(data.get("models", "")), "priority": priority, "weight": weight,
-            "timeout": timeout}
+            "timeout": timeout, "api_version": data.get("api_version", "").strip() or None}
 
 
 def routes(console: Console) -> list[BaseRoute]:

@@ -218,6 +218,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "key_retired": ("已停用", "retired"),
     "key_enable": ("重新启用", "enable again"),
     "keys_all_retired": ("密钥均已停用", "all keys retired"),
+    "keys_hint": ("多个密钥用逗号分隔，轮流使用", "several keys: comma-separated, used in turn"),
+    "api_version_hint": ("azure：api-version；anthropic：anthropic-version；留空用默认", "azure: api-version; anthropic: anthropic-version; empty: the default"),
     "no_channels": ("没有渠道", "No channels"),
     "no_channels_db": ("还没有添加渠道（未配置渠道时使用内置本地模型）",
                        "No channels yet (without one, the built-in local model answers)"),

@@ -44,3 +44,28 @@ async def test_retired_key_and_breaker_reason_on_the_channel_page(start_relay, v
         assert status == 502
         await page.get("/admin/channels")
         assert "冷却中" in page.text and "upstream answered 529: Overloaded" in page.text
+
+
+async def test_add_form_takes_a_type_several_keys_and_an_api_version(start_relay, visitor, http) -> None:
+    from tests.mock_providers import MockAzure
+
+    relay = await start_relay()
+    await relay.user("admin@example.com", admin=True, password=PASSWORD)
+    page = await visitor(relay)
+    await page.login("admin@example.com", PASSWORD)
+    await page.get("/admin/channels")
+    async with MockAzure() as up:
+        await page.post("/admin/channels", {"name": "az", "type": "azure", "base_url": up.base_url,
+                                            "api_key": "azure-key-one-000001, azure-key-two-000002",
+                                            "models": "gpt-3.5-turbo-1106=my-deployment", "priority": "0",
+                                            "weight": "1", "timeout": "", "api_version": "2025-01-01-preview"})
+        assert page.status == 200 and 'data-channel="az"' in page.text, page.text[-2000:]
+        row = await get_channel(relay.lr.engine, name="az")
+        assert (row["type"], row["api_version"], len(row["keys"])) == ("azure", "2025-01-01-preview", 2)
+        token = await relay.user("u@example.com")
+        for _ in range(2):
+            status, _ = await relay.light(http, {"token": token, "messages": [{"role": "user", "content": "hi"}]})
+            assert status == 200
+        assert [(c.deployment, c.api_version, c.api_key) for c in up.azure] == [
+            ("my-deployment", "2025-01-01-preview", "azure-key-one-000001"),
+            ("my-deployment", "2025-01-01-preview", "azure-key-two-000002")]
