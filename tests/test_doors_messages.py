@@ -186,3 +186,34 @@ async def test_upstream_down_is_an_anthropic_error(sdk):
     with pytest.raises(anthropic.InternalServerError) as err:
         await client.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert err.value.body["type"] == "error"
+
+
+async def test_through_an_anthropic_channel(relay):
+    """Messages door → chat → an Anthropic-typed channel → back: both halves of translate/anthropic.py."""
+    from tests.mock_providers import MockAnthropic
+
+    async with MockAnthropic() as up:
+        await relay.channel("claude", up.base_url, f"{MODEL}=claude-haiku-4-5", type="anthropic", api_key="sk-ant-x")
+        token = await relay.user("native@example.com", limit=10)
+        client = anthropic.AsyncAnthropic(base_url=relay.url, api_key=token, max_retries=0)
+        try:
+            msg = await client.messages.create(model=MODEL, max_tokens=100, system="be brief", stop_sequences=["zz"],
+                                               messages=[{"role": "user", "content": "hello"}])
+            assert msg.content[0].text == "echo: hello" and msg.stop_reason == "end_turn" and msg.model == MODEL
+            sent = up.requests[-1].body
+            assert sent["model"] == "claude-haiku-4-5" and sent["system"] == "be brief"
+            assert sent["max_tokens"] == 100 and sent["stop_sequences"] == ["zz"]
+            question = [{"role": "user", "content": "weather in Lima"}]
+            async with client.messages.stream(model=MODEL, max_tokens=100, messages=question,
+                                              tools=[WEATHER]) as stream:
+                first = await stream.get_final_message()
+            assert [b.type for b in first.content] == ["text", "tool_use"]  # the mock says "Let me check." first
+            [call] = [b for b in first.content if b.type == "tool_use"]
+            assert first.stop_reason == "tool_use" and call.name == "get_weather"
+            assert call.input == {"q": "weather in Lima"}
+            reply = await client.messages.create(model=MODEL, max_tokens=100, tools=[WEATHER], messages=[
+                *question, {"role": "assistant", "content": first.content},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "warm"}]}])
+            assert reply.content[0].text == "echo tool: warm"
+        finally:
+            await client.close()
