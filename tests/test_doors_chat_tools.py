@@ -67,3 +67,23 @@ async def test_forced_tool_and_no_parallel(sdk):
         tool_choice={"type": "function", "function": {"name": "get_time"}}, parallel_tool_calls=False)
     assert [c.function.name for c in reply.choices[0].message.tool_calls] == ["get_time"]
     assert upstream.requests[-1].body["parallel_tool_calls"] is False
+
+
+async def test_local_model_refuses_tools_clearly():
+    """The built-in model cannot call tools: a clear 400 before anything is started or queued."""
+    from lightrelay.errors import BadRequest
+    from lightrelay.providers.base import ChatCall
+    from lightrelay.providers.local import LocalProvider
+
+    provider = LocalProvider()
+    call = ChatCall(messages=[{"role": "user", "content": "hi"}], model="smollm2", public_model="gpt-3.5-turbo",
+                    params={"tools": TOOLS})
+    try:
+        with pytest.raises(BadRequest) as err:
+            await provider.complete(call)
+        assert err.value.code == "tools_not_supported" and err.value.param == "tools"
+        with pytest.raises(BadRequest):
+            await anext(provider.stream(call))
+        assert provider.state != "ready"  # nothing was started for it
+    finally:
+        await provider.close()

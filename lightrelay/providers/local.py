@@ -201,6 +201,9 @@ class LocalProvider:
             raise Unavailable(self.reason.zh, self.reason.en, code=self.reason.code, retry_after=wait)
 
     async def _send(self, call: ChatCall, *, stream: bool) -> _Job:
+        if call.params.get("tools"):
+            raise BadRequest("内置本地模型不支持工具调用（tools）", "the built-in local model does not call tools "
+                             "(tools); use a channel to a model that does", param="tools", code="tools_not_supported")
         self.start()
         self._refuse_if_down()
         if len(self._jobs) >= self.max_queue:
