@@ -7,7 +7,9 @@ looked up, so guessing learns nothing.
 
 A token that has to be read from the database is counted *before* the read (``hit``,
 atomic: a burst of 2,000 unknown tokens at once gets exactly the limit's worth of reads)
-and given back when it turns out good; a token the cache knows to be good is not counted.
+and given back when it turns out good; concurrent calls with that same token wait for the
+one read and are not counted again. A token the cache knows to be good is not counted; one
+it knows to be unknown (no read) is counted after, as a miss.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class TokenGuard:
     def __init__(self, strikes: Window, trusted: tuple[IPv4Network | IPv6Network, ...] = ()) -> None:
         self.strikes = strikes
         self.trusted = trusted  # LIGHTRELAY_TRUSTED_PROXIES
+        self._counted: set[str] = set()  # tokens whose database read is counted by a call under way
 
     def address(self, request: Request) -> str:
         """The caller's address as the relay sees it (LIGHTRELAY_TRUSTED_PROXIES)."""
@@ -46,13 +49,27 @@ class TokenGuard:
                                   f"try again in {wait} s", code="too_many_invalid_tokens", retry_after=wait)
 
     async def _guarded(self, key: str, relay: Relay, token: str | None, look_up: Coroutine[Any, Any, _T]) -> _T:
-        if relay.auth.known_good(token):
+        cached = relay.auth.cached(token)
+        if cached is not None or token in self._counted:  # no database read of its own
             try:
                 await self._check(key)
             except TooManyRequests:
                 look_up.close()
                 raise
-            return await look_up
+            try:
+                return await look_up
+            except Unauthorized as exc:
+                if exc.code == "invalid_api_key":  # a token was given and is unknown or revoked
+                    await self.strikes.add(key)
+                raise
+        assert token is not None
+        self._counted.add(token)  # before any await: the same token's other calls join this count
+        try:
+            return await self._counted_read(key, look_up)
+        finally:
+            self._counted.discard(token)
+
+    async def _counted_read(self, key: str, look_up: Coroutine[Any, Any, _T]) -> _T:
         wait = await self.strikes.hit(key)  # counted first: a burst cannot pass the limit
         if wait is not None:
             look_up.close()

@@ -33,12 +33,15 @@ class Authenticator:
         self._reading: dict[str, asyncio.Future[Principal | None]] = {}  # reads under way, by token hash
         self._generation = 0  # bumped by every invalidation
 
-    def known_good(self, token: str | None) -> bool:
-        """``token`` is a good one in the cache: answering it reads nothing from the database."""
-        if not token:
+    def cached(self, token: str | None) -> bool | None:
+        """Whether answering ``token`` needs no database read: True (a good one in the cache), False
+        (refused without a read: malformed, or unknown in the cache), None (it needs a read)."""
+        if not token or not token.strip().startswith("sk-") or len(token.strip()) > 100:
             return False
         hit = self._cache.get(security.hash_token(token.strip()))
-        return hit is not None and hit[1] is not None and hit[0] > time.monotonic()
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return hit[1] is not None
 
     async def principal(self, token: str | None) -> Principal:
         """The active caller behind ``token``; Unauthorized / Forbidden otherwise."""

@@ -62,6 +62,23 @@ async def test_a_good_token_is_not_counted_as_a_guess(start_relay, upstream):
             assert r.status == 429  # the address is blocked now: not even a good token is looked up
 
 
+async def test_a_burst_with_one_good_token_not_yet_cached_is_not_taken_for_guessing(start_relay, upstream):
+    relay = await start_relay(rate_bad_token="3/60")
+    await relay.channel("up", upstream.base_url, MODEL)
+    token = await relay.user("c@example.com", limit=None)
+    path, json, headers = body_for("openai", token, stream=False)
+    relay.lr.relay.auth.forget()
+
+    async def call() -> int:
+        async with http.post(relay.url + path, json=json, headers=headers) as r:
+            await r.read()
+            return r.status
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        statuses = await asyncio.gather(*(call() for _ in range(100)))
+    assert statuses == [200] * 100  # one database read, counted once and given back
+
+
 async def test_channel_edit_with_a_key_and_bad_urls_answer_without_500(start_relay, upstream):
     relay = await start_relay()
     await relay.channel("up", upstream.base_url, MODEL, api_key="sk-abcdefghijklmnopqrstuvwxyz")
