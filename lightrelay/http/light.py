@@ -114,7 +114,9 @@ async def full_info(ticket: Ticket, images: Any) -> dict[str, Any]:
     """``info`` with the image fields (``sdLimitCount``, ``sdTextToImg``, ``isSdHide``)."""
     out = info(ticket)
     if images is not None:
-        out.update(await images.info(ticket.principal.account_id, ticket.principal.image_limit))
+        p, day = ticket.principal, ticket.charge.day
+        fields = images.info_now(p.account_id, p.image_limit, day)  # the usual case: no await, no read
+        out.update(fields if fields is not None else await images.info(p.account_id, p.image_limit, day))
     return out
 
 

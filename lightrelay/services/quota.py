@@ -296,6 +296,7 @@ class ImageQuota:
         self.default_limit = default_limit
         self.available = available  # is any channel able to make images?
         self._seen: dict[tuple[int, str], tuple[float, int]] = {}  # (account, day) -> (when, count)
+        self._available, self._available_at = False, -1e9
 
     def limit_of(self, account_limit: int | None) -> int | None:
         if account_limit is None:
@@ -334,9 +335,9 @@ class ImageQuota:
         if hit is not None:
             self._note(charge.account_id, charge.day, max(0, hit[1] - charge.n))
 
-    async def used_today(self, account_id: int) -> int:
+    async def used_today(self, account_id: int, day: str | None = None) -> int:
         """Images made today (read at most every IMAGE_COUNT_TTL seconds per account in this process)."""
-        day = self.clock.today()
+        day = day or self.clock.today()
         hit = self._seen.get((account_id, day))
         if hit is not None and time.monotonic() - hit[0] < IMAGE_COUNT_TTL:
             return hit[1]
@@ -344,13 +345,31 @@ class ImageQuota:
         self._note(account_id, day, count)
         return count
 
-    async def info(self, account_id: int, account_limit: int | None) -> dict[str, Any]:
-        """The light protocol's image fields (the seed's types): ``sdLimitCount`` today's limit (-1:
-        unlimited), ``sdTextToImg`` images made today, ``isSdHide`` "2" available / "1" not."""
+    def info_now(self, account_id: int, account_limit: int | None, day: str) -> dict[str, Any] | None:
+        """``info`` without awaiting, while this process's count is fresh; else None (then ``info``)."""
+        hit = self._seen.get((account_id, day))
+        if hit is None or time.monotonic() - hit[0] >= IMAGE_COUNT_TTL:
+            return None
         limit = self.limit_of(account_limit)
-        on = limit != 0 and self.available()
+        return {"sdLimitCount": -1 if limit is None else limit, "sdTextToImg": hit[1],
+                "isSdHide": "2" if limit != 0 and self._can_make_images() else "1"}
+
+    def _can_make_images(self) -> bool:
+        """``available()``, asked at most once a second (it looks at every channel)."""
+        now = time.monotonic()
+        if now - self._available_at > 1.0:
+            self._available, self._available_at = self.available(), now
+        return self._available
+
+    async def info(self, account_id: int, account_limit: int | None, day: str | None = None) -> dict[str, Any]:
+        """The light protocol's image fields (the seed's types): ``sdLimitCount`` today's limit (-1:
+        unlimited), ``sdTextToImg`` images made today, ``isSdHide`` "2" available / "1" not. On every
+        light call: dictionary lookups while this process's count is fresh (``day``: the call's)."""
+        limit = self.limit_of(account_limit)
+        on = limit != 0 and self._can_make_images()
+        day = day or self.clock.today()
         try:
-            used = await self.used_today(account_id)
+            used = await self.used_today(account_id, day)
         except Exception:  # the info block never fails a call: the count last seen (or 0)
-            used = self._seen.get((account_id, self.clock.today()), (0.0, 0))[1]
+            used = self._seen.get((account_id, day), (0.0, 0))[1]
         return {"sdLimitCount": -1 if limit is None else limit, "sdTextToImg": used, "isSdHide": "2" if on else "1"}
