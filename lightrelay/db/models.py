@@ -118,6 +118,9 @@ usage = Table(
     Column("error", Text),
     Index("ix_usage_account_created", "account_id", "created_at"),
     Index("ix_usage_day", "day"),
+    Index("ix_usage_created", "created_at"),  # migration 0006: usage search by time, by token, by model
+    Index("ix_usage_token_id", "token_id", "id"),
+    Index("ix_usage_model_id", "model", "id"),
 )
 
 # -- web console -------------------------------------------------------------
@@ -181,6 +184,30 @@ model_weights = Table(
     Column("model", String(200), primary_key=True),
     Column("weight", Integer, nullable=False, default=1),
 )
+
+
+def _usage_totals(name: str, period: str, size: int) -> Table:
+    """Usage totals per period and account, model, channel, door: kept up to date as usage rows are
+    written (same transaction), so dashboards read them and old rows can be pruned without losing them."""
+    return Table(
+        name,
+        metadata,
+        Column(period, String(size), primary_key=True),
+        Column("account_id", Integer, primary_key=True),  # 0: none
+        Column("model", String(200), primary_key=True),
+        Column("channel", String(100), primary_key=True),  # "": none
+        Column("door", String(10), primary_key=True),
+        Column("calls", Integer, nullable=False, default=0),
+        Column("charged", Integer, nullable=False, default=0),
+        Column("errors", Integer, nullable=False, default=0),
+        Column("prompt_tokens", BigInteger, nullable=False, default=0),
+        Column("completion_tokens", BigInteger, nullable=False, default=0),
+        Column("total_ms", Float, nullable=False, default=0),
+    )
+
+
+usage_daily = _usage_totals("usage_daily", "day", 10)  # the relay's time zone, like usage.day
+usage_hourly = _usage_totals("usage_hourly", "hour", 13)  # "YYYY-MM-DD HH", UTC
 
 # -- native upstreams (issue 12, migration 0005) -------------------------------
 

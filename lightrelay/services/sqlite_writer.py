@@ -42,6 +42,7 @@ from typing import Any
 
 from lightrelay.db.models import usage
 from lightrelay.errors import Unavailable
+from lightrelay.services.usage_stats import UPSERTS, totals_of
 
 log = logging.getLogger("lightrelay.quota")
 
@@ -479,6 +480,8 @@ def _apply(db: sqlite3.Connection, op: str, account_id: int | None, day: str | N
     if op == "usage":
         rows = rest[0]
         db.execute(_usage_insert(len(rows)), _usage_values(rows))
+        for sql, params in zip(UPSERTS, totals_of(rows), strict=True):  # the daily and hourly totals
+            db.executemany(sql, params)
         return None
     row = db.execute(_GET, (account_id, day)).fetchone()
     return row[0] if row else 0

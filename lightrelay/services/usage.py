@@ -13,10 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import Integer, func, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lightrelay.db.models import accounts, usage
+from lightrelay.services import usage_stats
+from lightrelay.services.usage_stats import UPSERTS, totals_of
 from lightrelay.supervise import Supervised
 
 log = logging.getLogger("lightrelay.usage")
@@ -76,6 +78,8 @@ class UsageRecorder:
                 else:
                     async with self._engine.begin() as conn:
                         await conn.execute(usage.insert(), batch)
+                        for sql, params in zip(UPSERTS, totals_of(batch), strict=True):  # daily, hourly totals
+                            await conn.execute(text(sql), params)
                 if self._on_write is not None:
                     self._on_write(len(batch), len(self._rows))
             except Exception as exc:  # keep the unwritten rows; try again on the next tick
@@ -119,24 +123,6 @@ async def recent_calls(engine: AsyncEngine, *, account_id: int | None = None, li
 
 
 async def daily_totals(engine: AsyncEngine, *, account_id: int | None = None, days: int = 30) -> list[dict[str, Any]]:
-    """Per day: calls, charged calls, errors, tokens, mean total time; newest day first."""
-    c = usage.c
-    stmt = (
-        select(
-            c.day,
-            func.count().label("calls"),
-            func.sum(func.cast(c.charged, Integer)).label("charged"),
-            func.sum(func.cast(c.status >= 400, Integer)).label("errors"),
-            func.sum(c.prompt_tokens).label("prompt_tokens"),
-            func.sum(c.completion_tokens).label("completion_tokens"),
-            func.avg(c.total_ms).label("avg_ms"),
-        )
-        .group_by(c.day)
-        .order_by(c.day.desc())
-        .limit(days)
-    )
-    if account_id is not None:
-        stmt = stmt.where(c.account_id == account_id)
-    async with engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
-
+    """Per day: calls, charged calls, errors, tokens, mean total time; newest day first. Read from the
+    daily totals (``usage_stats``), kept as rows are written: no scan of the calls, and pruning keeps them."""
+    return await usage_stats.daily_totals(engine, account_id=account_id, days=days)

@@ -1,18 +1,20 @@
-"""Admin pages for running it as a business: redemption code batches (make, list, disable, CSV)
-and model weights. Admin accounts only, checked on the server for every route and action."""
+"""Admin pages for running it as a business: redemption code batches (make, list, disable, CSV),
+model weights, and the usage search (every filter, keyset pages, streamed CSV). Admin accounts only, checked on the server for every route and action."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from lightrelay.errors import RelayError
-from lightrelay.services import accounts, redeem, weights
+from lightrelay.services import accounts, redeem, usage_stats, weights
 from lightrelay.web.console import Console, Ctx, Refused, form
+from lightrelay.web.usage_pages import calls_page, csv_response, filters_of, query_of
 
 CSV_COLUMNS = ["code", "batch", "calls", "image_calls", "gpt4", "expires_at", "note", "state", "created_at",
                "used_at", "used_by"]
@@ -103,7 +105,34 @@ def routes(console: Console) -> list[BaseRoute]:
         await ctx.state.reload_channels()  # reloads the weights too
         return console.redirect(ctx, "/admin/models")
 
+    async def usage_filters(ctx: Ctx) -> tuple[usage_stats.Filters, bool]:
+        """The filters of the admin usage search; (filters, the email matched no account)."""
+        email = ctx.request.query_params.get("email", "").strip()
+        account_id = None
+        if email:
+            try:
+                account_id = (await accounts.get_account(ctx.state.engine, email=email))["id"]
+            except accounts.AccountError:
+                account_id = -1  # matches nothing
+        return filters_of(ctx, account_id=account_id), account_id == -1
+
+    @admin
+    async def usage_search(ctx: Ctx) -> Response:
+        await ctx.state.recorder.flush()
+        filters, unknown = await usage_filters(ctx)
+        rows, before, more = await calls_page(ctx, account_id=None, filters=filters)
+        query = query_of(ctx)
+        return console.render(ctx, "admin_usage.html", rows=rows, page=before, more=more, q=query,
+                              pager_query=urlencode(query), unknown_email=unknown)
+
+    @admin
+    async def usage_csv(ctx: Ctx) -> Response:
+        filters, _ = await usage_filters(ctx)
+        return console.finish(ctx, csv_response(ctx, filters, "usage.csv"))
+
     return [
+        Route("/admin/usage", usage_search, methods=["GET"]),
+        Route("/admin/usage.csv", usage_csv, methods=["GET"]),
         Route("/admin/codes", code_list, methods=["GET"]),
         Route("/admin/codes", code_batch, methods=["POST"]),
         Route("/admin/codes.csv", code_csv, methods=["GET"]),

@@ -57,6 +57,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "weight_hint": ("一次调用计几次（默认 1）", "what one call counts (default 1)"),
     "no_such_code": ("没有这个未使用的兑换码", "No such unused code"),
     "bad_weight": ("权重应为 1 到 10000 的整数", "A weight must be a whole number from 1 to 10000"),
+    "newest": ("最新", "Newest"),
+    "filter": ("筛选", "Filter"),
+    "since": ("从", "From"),
+    "until": ("到", "Through"),
+    "usage_search": ("用量查询", "Usage search"),
     # login / sign-up / reset
     "login_title": ("登录", "Log in"),
     "login_button": ("登录", "Log in"),

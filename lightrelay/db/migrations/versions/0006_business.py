@@ -60,9 +60,44 @@ def upgrade() -> None:
         sa.Column("weight", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("model"),
     )
+    for name, period, size in (("usage_daily", "day", 10), ("usage_hourly", "hour", 13)):
+        op.create_table(
+            name,
+            sa.Column(period, sa.String(size), nullable=False),
+            sa.Column("account_id", sa.Integer(), nullable=False),
+            sa.Column("model", sa.String(200), nullable=False),
+            sa.Column("channel", sa.String(100), nullable=False),
+            sa.Column("door", sa.String(10), nullable=False),
+            sa.Column("calls", sa.Integer(), nullable=False),
+            sa.Column("charged", sa.Integer(), nullable=False),
+            sa.Column("errors", sa.Integer(), nullable=False),
+            sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
+            sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
+            sa.Column("total_ms", sa.Float(), nullable=False),
+            sa.PrimaryKeyConstraint(period, "account_id", "model", "channel", "door"),
+        )
+    # the rows already written count too
+    hour = ("to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')" if op.get_bind().dialect.name == "postgresql"
+            else "substr(created_at, 1, 13)")
+    for name, period, key in (("usage_daily", "day", "day"), ("usage_hourly", "hour", hour)):
+        op.execute(
+            f"INSERT INTO {name} ({period}, account_id, model, channel, door, calls, charged, errors, prompt_tokens, "
+            f"completion_tokens, total_ms) SELECT {key}, coalesce(account_id, 0), model, coalesce(channel, ''), door, "
+            "count(*), sum(CASE WHEN charged THEN 1 ELSE 0 END), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+            f"sum(prompt_tokens), sum(completion_tokens), sum(total_ms) FROM usage GROUP BY {key}, "
+            "coalesce(account_id, 0), model, coalesce(channel, ''), door")
+    with op.batch_alter_table("usage") as batch:
+        batch.create_index("ix_usage_created", ["created_at"])
+        batch.create_index("ix_usage_token_id", ["token_id", "id"])
+        batch.create_index("ix_usage_model_id", ["model", "id"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("usage") as batch:
+        for name in ("ix_usage_model_id", "ix_usage_token_id", "ix_usage_created"):
+            batch.drop_index(name)
+    op.drop_table("usage_hourly")
+    op.drop_table("usage_daily")
     op.drop_table("model_weights")
     op.drop_table("token_counts")
     op.drop_index("ix_redeem_codes_batch", table_name="redeem_codes")
