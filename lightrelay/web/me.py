@@ -51,6 +51,7 @@ async def render_api(console: Console, ctx: Ctx, *, notice: str | None = None, e
         model = models[0]
     return console.render(ctx, "me_api.html", status=status, tokens=tokens, new_token=new_token, welcome=welcome,
                           notice=notice, error=error, invite_calls=ctx.state.settings.invite_reward_calls,
+                          weights=ctx.state.relay.weights,
                           invite=await accounts.invite_code(ctx.state.engine, account_id=account["id"]),
                           today=await today(ctx), base=base, models=models,
                           samples=samples.build(base=base, token=new_token or PLACEHOLDER, model=model))

@@ -99,3 +99,12 @@ async def test_usage_totals_search_and_prune_on_postgresql(pg: Database, redis_p
     assert "deleted 30" in out
     assert await pg.scalar("SELECT count(*) FROM usage") == 0
     assert await pg.scalar("SELECT sum(calls) FROM usage_daily") == 30
+
+
+async def test_redeem_attempts_are_limited_across_processes_with_redis(pg: Database, redis_prefix, relays: Relays):
+    settings = {**_settings("redis", pg, redis_prefix), "rate_redeem": "5/600"}
+    started = await asyncio.gather(*(relays.start(**settings) for _ in range(2)))
+    token = await pg.user("guess@example.com")
+    async with aiohttp.ClientSession() as http:
+        statuses = [await _redeem(http, started[i % 2].url, token, f"AAAAA-BBBBB-CCCCC-{i:05d}") for i in range(20)]
+    assert Counter(statuses) == {404: 5, 429: 15}  # one count for both processes

@@ -69,6 +69,8 @@ async def test_admin_makes_a_batch_and_a_user_redeems_one(start_relay, upstream,
     await admin.wait_for_url("**/admin/models")
     assert await admin.locator("form[data-model='gpt-4'] input[name=weight]").input_value() == "2"
     assert relay.lr.relay.weights == {"gpt-4": 2}
+    await user.reload()  # the 我的 page says what a gpt-4 call counts
+    assert "gpt-4×2" in (await user.inner_text("#token-form ~ p")).replace(" ", "")
 
     # the user's extra calls (and GPT-4 access) work through the API: 1 daily call + 3 extra units
     token = await relay.user("amy2@example.com", limit=0)  # (another account, to show codes are per account)
