@@ -5,15 +5,17 @@ process's memory, or in Redis when the relay has one, so every process shares it
 While an address is at the limit every call from it is refused before any token is
 looked up, so guessing learns nothing.
 
-A token that has to be read from the database is counted *before* the read (``hit``,
-atomic: a burst of 2,000 unknown tokens at once gets exactly the limit's worth of reads)
-and given back when it turns out good; concurrent calls with that same token wait for the
-one read and are not counted again. A token the cache knows to be good is not counted; one
-it knows to be unknown (no read) is counted after, as a miss.
+Database reads of tokens the cache does not know are bounded per address: at most
+``limit - strikes`` run at once (the others wait for one to finish), so a burst of 2,000
+unknown tokens at once gets exactly the limit's worth of reads, while a burst of many good
+tokens (a proxy serving many users from one address) only waits its turn. Concurrent calls
+with the same token share its one read. A token the cache knows (good or unknown) reads
+nothing; an unknown one is counted as a miss.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any, TypeVar
@@ -35,6 +37,8 @@ class TokenGuard:
         self.strikes = strikes
         self.trusted = trusted  # LIGHTRELAY_TRUSTED_PROXIES
         self._counted: set[str] = set()  # tokens whose database read is counted by a call under way
+        self._reading: dict[str, int] = {}  # address -> counted reads under way
+        self._room = asyncio.Condition()  # notified when a counted read ends
 
     def address(self, request: Request) -> str:
         """The caller's address as the relay sees it (LIGHTRELAY_TRUSTED_PROXIES)."""
@@ -45,8 +49,7 @@ class TokenGuard:
     async def _check(self, key: str) -> None:
         wait = await self.strikes.wait(key)
         if wait is not None:
-            raise TooManyRequests("无效令牌尝试过多，请稍后再试", "too many invalid API tokens from this address; "
-                                  f"try again in {wait} s", code="too_many_invalid_tokens", retry_after=wait)
+            raise self._blocked(wait)
 
     async def _guarded(self, key: str, relay: Relay, token: str | None, look_up: Coroutine[Any, Any, _T]) -> _T:
         cached = relay.auth.cached(token)
@@ -70,22 +73,41 @@ class TokenGuard:
             self._counted.discard(token)
 
     async def _counted_read(self, key: str, look_up: Coroutine[Any, Any, _T]) -> _T:
-        wait = await self.strikes.hit(key)  # counted first: a burst cannot pass the limit
-        if wait is not None:
-            look_up.close()
-            raise TooManyRequests("无效令牌尝试过多，请稍后再试", "too many invalid API tokens from this address; "
-                                  f"try again in {wait} s", code="too_many_invalid_tokens", retry_after=wait)
+        limit = self.strikes.limit
         try:
-            result = await look_up
-        except Unauthorized as exc:
-            if exc.code != "invalid_api_key":  # no token, an expired one: not a guess
-                await self.strikes.give_back(key)
-            raise
+            while True:
+                used = await self.strikes.used(key)
+                if used >= limit:
+                    await self._check(key)
+                    raise self._blocked(1)  # at the limit, though the window's wait says otherwise
+                if used + self._reading.get(key, 0) < limit:  # checked and taken without an await between
+                    self._reading[key] = self._reading.get(key, 0) + 1
+                    break
+                async with self._room:  # every slot left is taken by a read under way: wait for one
+                    await self._room.wait()
         except BaseException:
-            await self.strikes.give_back(key)  # the token was good (the call failed for another reason)
+            look_up.close()
             raise
-        await self.strikes.give_back(key)
-        return result
+        try:
+            try:
+                return await look_up
+            except Unauthorized as exc:
+                if exc.code == "invalid_api_key":  # unknown or revoked: a strike, before the slot is freed
+                    await self.strikes.add(key)
+                raise
+        finally:
+            left = self._reading[key] - 1
+            if left:
+                self._reading[key] = left
+            else:
+                del self._reading[key]
+            async with self._room:
+                self._room.notify_all()
+
+    @staticmethod
+    def _blocked(wait: int) -> TooManyRequests:
+        return TooManyRequests("无效令牌尝试过多，请稍后再试", "too many invalid API tokens from this address; "
+                               f"try again in {wait} s", code="too_many_invalid_tokens", retry_after=wait)
 
     async def admit(self, request: Request, relay: Relay, req: ChatRequest) -> Ticket:
         key = req.client_ip = self._key(request)

@@ -82,6 +82,15 @@ class Window:
             self._memory_add(key, now)
         return wait
 
+    async def used(self, key: str) -> int:
+        """How many events ``key`` has in its window now."""
+        if self._link is not None:
+            try:
+                return int(await self._link.client.get(self._rkey(key)) or 0)
+            except RedisError as exc:
+                self._fallback(exc)
+        return len(self._live(key, time.monotonic()) or ())
+
     async def give_back(self, key: str) -> None:
         """Un-count the last attempt ``hit`` counted for ``key`` (it turned out to be a good one, e.g. a
         right password): so counting stays atomic, yet only failures fill the window."""

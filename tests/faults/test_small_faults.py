@@ -79,6 +79,24 @@ async def test_a_burst_with_one_good_token_not_yet_cached_is_not_taken_for_guess
     assert statuses == [200] * 100  # one database read, counted once and given back
 
 
+async def test_a_burst_of_many_good_tokens_from_one_address_waits_its_turn(start_relay, upstream):
+    """(a proxy serving many users from one address, right after the token cache expired)"""
+    relay = await start_relay(rate_bad_token="5/60")
+    await relay.channel("up", upstream.base_url, MODEL)
+    tokens = [await relay.user(f"u{i}@example.com", limit=None) for i in range(40)]
+    path, json, _ = body_for("openai", "unused", stream=False)
+    relay.lr.relay.auth.forget()
+
+    async def call(token: str) -> int:
+        async with http.post(relay.url + path, json=json, headers={"Authorization": f"Bearer {token}"}) as r:
+            await r.read()
+            return r.status
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        statuses = await asyncio.gather(*(call(t) for t in tokens))
+    assert statuses == [200] * 40
+
+
 async def test_channel_edit_with_a_key_and_bad_urls_answer_without_500(start_relay, upstream):
     relay = await start_relay()
     await relay.channel("up", upstream.base_url, MODEL, api_key="sk-abcdefghijklmnopqrstuvwxyz")
