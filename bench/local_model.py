@@ -34,6 +34,26 @@ PROMPT = [{"role": "user", "content": "Write a very long story about a dragon wh
 PARAMS = {"max_tokens": 64, "temperature": 0, "seed": 7}
 
 
+class Round:
+    """One reply's timings: feed it every chunk (chat.completion.chunk dicts) as it arrives."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.first = self.last = 0.0
+        self.tokens = 0
+
+    def see(self, chunk: dict) -> bool:
+        if chunk.get("usage"):
+            self.tokens = chunk["usage"]["completion_tokens"]
+        elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            self.last = time.perf_counter()
+            self.first = self.first or self.last
+        return True
+
+    def row(self) -> tuple[float, float, int]:
+        return self.first - self.start, self.last - self.start, self.tokens
+
+
 def in_process(rounds: int) -> list[tuple[float, float, int]]:
     """(first token s, total s, tokens) per round, generation in this very process."""
     from lightrelay.providers.local_worker import Job, Model
@@ -42,20 +62,10 @@ def in_process(rounds: int) -> list[tuple[float, float, int]]:
     out = []
     for i in range(rounds + 1):
         job = Job({"id": i, "stream": True, "messages": PROMPT, "public_model": "bench", "params": PARAMS})
-        marks: list[float] = []
-        usage: dict = {}
-
-        def send(chunk: dict, marks: list[float] = marks, usage: dict = usage) -> bool:
-            if chunk.get("usage"):
-                usage.update(chunk["usage"])
-            elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                marks.append(time.perf_counter())
-            return True
-
-        start = time.perf_counter()
-        model.generate(job, send)
+        r = Round()
+        model.generate(job, r.see)
         if i:  # the first round warms up
-            out.append((marks[0] - start, marks[-1] - start, usage["completion_tokens"]))
+            out.append(r.row())
     return out
 
 
@@ -69,15 +79,11 @@ async def through_provider(rounds: int) -> list[tuple[float, float, int]]:
     try:
         for i in range(rounds + 1):
             call = ChatCall(messages=PROMPT, model="smollm2", public_model="bench", params=dict(PARAMS))
-            start, first, last, tokens = time.perf_counter(), None, None, 0
+            r = Round()
             async for chunk in provider.stream(call):
-                if chunk.get("usage"):
-                    tokens = chunk["usage"]["completion_tokens"]
-                elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                    last = time.perf_counter()
-                    first = first or last
+                r.see(chunk)
             if i:
-                out.append((first - start, last - start, tokens))
+                out.append(r.row())
     finally:
         await provider.close()
     return out
@@ -115,21 +121,15 @@ async def through_relay(url: str, token: str, rounds: int) -> list[tuple[float, 
         body = {"model": "gpt-3.5-turbo-1106", "messages": PROMPT, "stream": True,
                 "stream_options": {"include_usage": True}, **PARAMS}
         for i in range(rounds + 1):
-            start, first, last, tokens = time.perf_counter(), None, None, 0
+            rnd = Round()
             async with http.post(url + "/v1/chat/completions", json=body,
                                  headers={"Authorization": f"Bearer {token}"}) as r:
                 assert r.status == 200, await r.text()
                 async for line in r.content:
-                    if not line.startswith(b"data: {"):
-                        continue
-                    event = json.loads(line[6:])
-                    if event.get("usage"):
-                        tokens = event["usage"]["completion_tokens"]
-                    elif event["choices"] and event["choices"][0]["delta"].get("content"):
-                        last = time.perf_counter()
-                        first = first or last
+                    if line.startswith(b"data: {"):
+                        rnd.see(json.loads(line[6:]))
             if i:
-                out.append((first - start, last - start, tokens))
+                out.append(rnd.row())
     return out
 
 
