@@ -532,8 +532,17 @@ class _UsageGroup(click.Group):
     subcommand is the EMAIL."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["--email", args[0], *args[1:]]
+        takes_value = {opt for p in self.params if isinstance(p, click.Option) and not p.is_flag for opt in p.opts}
+        i = 0
+        while i < len(args):
+            if args[i] in takes_value:
+                i += 2
+            elif args[i].startswith("-"):
+                i += 1
+            else:
+                if args[i] not in self.commands:
+                    args = [*args[:i], "--email", *args[i:]]
+                break
         return super().parse_args(ctx, args)
 
 
