@@ -112,6 +112,8 @@ async def test_admin_code_pages_are_for_admins(start_relay, visitor) -> None:
                 {"calls": "5", "count": "1", "expires": "someday"}, {"calls": "0", "count": "1"}):
         await admin.post("/admin/codes", bad)
         assert admin.status == 400 and 'id="form-error"' in admin.text, bad
+    await admin.get("/admin/accounts?q=plain")  # balances are on the accounts page
+    assert re.search(r'class="num extra">0<', admin.text)
     await admin.post("/admin/codes", {"calls": "5", "count": "3", "note": "<script>x</script>"})
     assert admin.status == 200 and "<script>x</script>" not in admin.text
     made = re.search(r'<textarea id="made-codes"[^>]*>([^<]*)</textarea>', admin.text).group(1).split("\n")
