@@ -199,6 +199,7 @@ async def test_out_of_descriptors_the_writer_restarts_and_calls_fail_fast(tmp_pa
         try:
             async with kept.get(url + "/readyz") as r:  # a connection (and a database connection) made before
                 assert r.status == 200
+                await r.read()  # read whole, so the connection is kept for the calls below
             idle = open_idle(port, 400)
             await until(lambda: fd_count(proc.pid) >= 250, 20)
             exhausted = fd_count(proc.pid)
