@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from starlette.responses import Response, StreamingResponse
@@ -122,8 +123,10 @@ def routes(console: Console) -> list[BaseRoute]:
         filters, unknown = await usage_filters(ctx)
         rows, before, more = await calls_page(ctx, account_id=None, filters=filters)
         query = query_of(ctx)
+        since = (datetime.now(UTC) - timedelta(hours=23)).strftime("%Y-%m-%d %H")
+        hours = await usage_stats.hourly_totals(ctx.state.engine, since_hour=since)  # from the hourly totals
         return console.render(ctx, "admin_usage.html", rows=rows, page=before, more=more, q=query,
-                              pager_query=urlencode(query), unknown_email=unknown)
+                              pager_query=urlencode(query), unknown_email=unknown, hours=hours)
 
     @admin
     async def usage_csv(ctx: Ctx) -> Response:

@@ -62,6 +62,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "since": ("从", "From"),
     "until": ("到", "Through"),
     "usage_search": ("用量查询", "Usage search"),
+    "last_24h": ("最近 24 小时", "Last 24 hours"),
     # login / sign-up / reset
     "login_title": ("登录", "Log in"),
     "login_button": ("登录", "Log in"),

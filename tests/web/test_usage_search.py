@@ -91,12 +91,15 @@ async def test_search_pages_use_an_index_and_never_repeat(relay, visitor):
     while True:
         await page.get(path)
         assert page.status == 200
-        seen += re.findall(r"<tr>\s*<td>([^<]+)</td>", page.text)
+        calls = page.text[page.text.index('id="calls"'):page.text.index('id="hours"')]
+        seen += re.findall(r"<tr>\s*<td>([^<]+)</td>", calls)
         nxt = re.search(r'href="\?([^"]*before=\d+)" class="button" id="older"', page.text)
         if not nxt:
             break
         path = "/admin/usage?" + nxt.group(1).replace("&amp;", "&")
     assert len(seen) == 300 and len(set(seen)) == 300
+    hours = re.findall(r'<tr><td>([0-9-]+ [0-9]{2}):00</td><td class="num">(\d+)</td>', page.text)
+    assert sum(int(n) for _, n in hours) == 3000  # the last 24 hours, from the hourly totals (rows span 50 min)
 
     async with relay.lr.engine.connect() as conn:
         for where in ("model = 'm-big'", "token_id = 2", "created_at >= '2000-01-01'"):
