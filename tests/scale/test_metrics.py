@@ -44,4 +44,5 @@ async def test_healthz_and_readyz(relay, http):
         assert r.status == 200
     async with http.get(relay.url + "/readyz") as r:
         assert r.status == 200
-        assert await r.json() == {"status": "ready", "checks": {"database": "ok"}}
+        assert await r.json() == {"status": "ready", "checks": {"database": "ok", "sqlite_writer": "ok",
+                                                                 "usage_recorder": "ok"}}
