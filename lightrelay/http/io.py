@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from lightrelay.errors import BadRequest, ClientGone, PayloadTooLarge
+from lightrelay.errors import BadRequest, ClientGone, PayloadTooLarge, RelayError
 from lightrelay.relay import RelayStream
 
 T = TypeVar("T")
@@ -176,3 +176,21 @@ class LiveStream(Response):
 
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
+
+
+async def translated(stream: RelayStream, events: Any,
+                     on_error: Callable[[RelayError], bytes]) -> AsyncIterator[bytes]:
+    """A chat stream re-spoken by a translating door (Messages, Responses): ``events`` turns the chat
+    chunks into its own wire events (``start`` / ``feed`` / ``finish``); an upstream failure after the
+    start ends the stream with ``on_error(exc)``, the door's own error event."""
+    yield events.start()
+    try:
+        async with contextlib.aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                piece = events.feed(chunk)
+                if piece:
+                    yield piece
+    except RelayError as exc:
+        yield on_error(exc)
+        return
+    yield events.finish(stream.totals())

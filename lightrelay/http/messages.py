@@ -8,9 +8,6 @@ pipeline as every chat call; replies, stream events and errors are written in An
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,7 +15,7 @@ from starlette.responses import Response
 from lightrelay import tokens
 from lightrelay.errors import BadRequest, RelayError
 from lightrelay.http.guard import guard_of
-from lightrelay.http.io import LiveStream, read_json, unless_gone
+from lightrelay.http.io import LiveStream, read_json, translated, unless_gone
 from lightrelay.http.light import bearer
 from lightrelay.http.render import CORS, JSON, anthropic_error, anthropic_error_body, internal, lang_of
 from lightrelay.relay import ChatRequest, RelayStream
@@ -54,22 +51,9 @@ async def create_message(request: Request) -> Response:
     events = MessageEvents(message_id(relay_stream.id), model, params.get("stop"))
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
     abort = events.error(anthropic_error_body(RelayStream.SHUTTING_DOWN, lang))
-    return LiveStream(_events(relay_stream, events, lang), media_type="text/event-stream; charset=utf-8",
+    body = translated(relay_stream, events, lambda exc: events.error(anthropic_error_body(exc, lang)))
+    return LiveStream(body, media_type="text/event-stream; charset=utf-8",
                       headers=headers, stream=relay_stream, abort=abort)
-
-
-async def _events(stream: RelayStream, events: MessageEvents, lang: str) -> AsyncIterator[bytes]:
-    yield events.start()
-    try:
-        async with contextlib.aclosing(stream.chunks()) as chunks:
-            async for chunk in chunks:
-                piece = events.feed(chunk)
-                if piece:
-                    yield piece
-    except RelayError as exc:
-        yield events.error(anthropic_error_body(exc, lang))
-        return
-    yield events.finish(stream.totals())
 
 
 async def count_tokens(request: Request) -> Response:

@@ -6,15 +6,12 @@ local model serve it; Bearer tokens, OpenAI error objects, typed SSE events for 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from lightrelay.errors import RelayError
 from lightrelay.http.guard import guard_of
-from lightrelay.http.io import LiveStream, read_json, unless_gone
+from lightrelay.http.io import LiveStream, read_json, translated, unless_gone
 from lightrelay.http.light import bearer
 from lightrelay.http.openai import rate_headers
 from lightrelay.http.render import JSON, internal, lang_of, openai_error
@@ -45,19 +42,6 @@ async def create_response(request: Request) -> Response:
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
     cut = RelayStream.SHUTTING_DOWN
     abort = ResponseEvents(events.response["id"], model, body).fail(cut.code or "unavailable", cut.message_for(lang))
-    return LiveStream(_events(relay_stream, events, lang), media_type="text/event-stream; charset=utf-8",
+    body = translated(relay_stream, events, lambda exc: events.fail(exc.code or exc.type, exc.message_for(lang)))
+    return LiveStream(body, media_type="text/event-stream; charset=utf-8",
                       headers=headers, stream=relay_stream, abort=abort)
-
-
-async def _events(stream: RelayStream, events: ResponseEvents, lang: str) -> AsyncIterator[bytes]:
-    yield events.start()
-    try:
-        async with contextlib.aclosing(stream.chunks()) as chunks:
-            async for chunk in chunks:
-                piece = events.feed(chunk)
-                if piece:
-                    yield piece
-    except RelayError as exc:
-        yield events.fail(exc.code or exc.type, exc.message_for(lang))
-        return
-    yield events.finish(stream.totals())
