@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.mock_upstream import MockUpstream
+from tests.mock_upstream import MockUpstream, serve_on_loopback
 
 
 def fake_tokens(text: str) -> int:
@@ -72,12 +71,7 @@ class _Server:
     async def start(self) -> _Server:
         app = web.Application()
         self.routes(app)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:
@@ -453,20 +447,9 @@ class MockAzure(MockUpstream):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> MockAzure:
-        from aiohttp import web as _web
-
-        app = _web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._deployment)
         app.router.add_get("/openai/models", self._azure_models)
-        self._closing = asyncio.Event()
-        self._runner = _web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await _web.SockSite(self._runner, sock).start()
-        return self
 
     def _azure_refusal(self, request: web.Request) -> web.Response | None:
         if not request.query.get("api-version"):

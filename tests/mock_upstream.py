@@ -108,6 +108,16 @@ def _error(status: int, message: str, type_: str, **headers: str) -> web.Respons
     return web.json_response(body, status=status, headers=headers)
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on a free port of 127.0.0.1: (its runner, to clean up; the port)."""
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    return runner, sock.getsockname()[1]
+
+
 class MockUpstream:
     """The mock server; see the module docstring for modes and usage."""
 
@@ -133,19 +143,17 @@ class MockUpstream:
         return f"http://127.0.0.1:{self.port}/v1"
 
     # ---- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> MockUpstream:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/images/generations", self._images)
+
+    async def start(self) -> MockUpstream:
+        app = web.Application()
+        self.routes(app)
         self._closing = asyncio.Event()
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:

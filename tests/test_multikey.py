@@ -92,6 +92,8 @@ async def test_all_keys_retired_is_skipped_like_a_cooling_channel(relay, http):
             assert status == 200 and reply_text(raw) == "echo: hi"
         assert len(dead.requests) == 2  # each key tried once; then the channel is skipped
         assert relay.lr.router.snapshot()["dead"]["keys_left"] is False
+        await wait_stored(relay, 0)  # retirements are written in the background
+        await wait_stored(relay, 1)
         await relay.lr.reload_channels()  # the stored retirements keep it out after a reload too
         assert [r.channel for r in relay.lr.router.routes(MODEL)] == ["good"]
 
