@@ -61,9 +61,10 @@ async def test_upstream_failure_mid_stream(sdk):
     relay, upstream, client = sdk
     upstream.mode = "cut"
     stream = await client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hello world", stream=True)
-    with pytest.raises(openai.APIError) as err:
-        async for _ in stream:
-            pass
+    async with stream:  # the SDK raises mid-iteration: close its HTTP stream here, not at garbage collection
+        with pytest.raises(openai.APIError) as err:
+            async for _ in stream:
+                pass
     assert err.value.body["type"] == "upstream_error"
     await relay.lr.recorder.flush()
     async with relay.lr.engine.connect() as conn:
