@@ -17,7 +17,7 @@ import orjson
 
 from lightrelay.errors import BadRequest, UpstreamError, UpstreamFailure
 from lightrelay.providers.base import ChatCall
-from lightrelay.providers.http import HttpProvider, Timeouts, broken, scrub, status_error
+from lightrelay.providers.http import HttpProvider, Timeouts, event_object, scrub, status_error
 from lightrelay.providers.keys import KeyRing
 from lightrelay.translate.anthropic import (
     ChatChunks,
@@ -76,12 +76,7 @@ class AnthropicProvider(HttpProvider):
         events = ChatChunks(model=call.public_model, created=int(time.time()))
         try:
             async for payload in self._events(resp):
-                try:
-                    event = orjson.loads(payload)
-                except orjson.JSONDecodeError as exc:
-                    raise broken("event") from exc
-                if not isinstance(event, dict):
-                    raise broken("event")
+                event = event_object(payload)
                 try:
                     chunk = events.feed(event)
                 except StreamError as exc:

@@ -18,7 +18,7 @@ import orjson
 
 from lightrelay.errors import BadRequest, UpstreamError
 from lightrelay.providers.base import ChatCall
-from lightrelay.providers.http import HttpProvider, Timeouts, broken, upstream_message
+from lightrelay.providers.http import HttpProvider, Timeouts, broken, event_object, upstream_message
 from lightrelay.providers.keys import KeyRing
 from lightrelay.translate.gemini import Blocked, GeminiChunks, completion_from_gemini, to_gemini_request
 
@@ -74,12 +74,7 @@ class GeminiProvider(HttpProvider):
         done = False
         try:
             async for payload in self._events(resp):
-                try:
-                    data = orjson.loads(payload)
-                except orjson.JSONDecodeError as exc:
-                    raise broken("event") from exc
-                if not isinstance(data, dict):
-                    raise broken("event")
+                data = event_object(payload)
                 if "error" in data:
                     detail = upstream_message(payload, secret)
                     raise UpstreamError(f"上游出错: {detail}", f"the upstream failed: {detail}")

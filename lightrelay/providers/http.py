@@ -103,6 +103,17 @@ def broken(what: str = "reply") -> UpstreamError:
     return UpstreamError("上游返回了无法解析的内容", f"the upstream sent a broken {what}")
 
 
+def event_object(payload: bytes) -> dict[str, Any]:
+    """One streamed event's JSON object, or the UpstreamError for a broken one."""
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise broken("event") from exc
+    if not isinstance(event, dict):
+        raise UpstreamError("上游返回了无法解析的内容", "the upstream sent an event that is not an object")
+    return event
+
+
 class HttpProvider:
     """The base of the HTTP providers; see the module docstring."""
 

@@ -16,7 +16,14 @@ import orjson
 
 from lightrelay.errors import UpstreamError
 from lightrelay.providers.base import ChatCall
-from lightrelay.providers.http import HttpProvider, Timeouts, broken, scrub, status_error, upstream_message
+from lightrelay.providers.http import (
+    HttpProvider,
+    Timeouts,
+    event_object,
+    scrub,
+    status_error,
+    upstream_message,
+)
 from lightrelay.providers.keys import KeyRing
 
 __all__ = ["AzureProvider", "OpenAIProvider", "Timeouts", "scrub", "status_error"]
@@ -63,12 +70,7 @@ class OpenAIProvider(HttpProvider):
                 if payload == b"[DONE]":
                     done = True
                     return
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError as exc:
-                    raise broken("event") from exc
-                if not isinstance(chunk, dict):
-                    raise UpstreamError("上游返回了无法解析的内容", "the upstream sent an event that is not an object")
+                chunk = event_object(payload)
                 if "error" in chunk and "choices" not in chunk:
                     detail = upstream_message(payload, secret)
                     raise UpstreamError(f"上游出错: {detail}", f"the upstream failed: {detail}")
