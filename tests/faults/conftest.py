@@ -80,10 +80,11 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
 
-async def start_serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    """``python -m lightrelay serve``, waited on until /healthz answers."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lightrelay", "serve", env=env, cwd=ROOT,
-                                                stdout=log.open("ab"), stderr=subprocess.STDOUT)
+async def start_serve(env: dict[str, str], log: Path, prefix: tuple[str, ...] = ()) -> asyncio.subprocess.Process:
+    """``python -m lightrelay serve`` (behind ``prefix``, e.g. ``prlimit --nofile=N``), waited on until
+    /healthz answers."""
+    proc = await asyncio.create_subprocess_exec(*prefix, sys.executable, "-m", "lightrelay", "serve", env=env,
+                                                cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{env['LIGHTRELAY_PORT']}/healthz"
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as http:

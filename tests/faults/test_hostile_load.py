@@ -12,15 +12,13 @@ import os
 import resource
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
 from tests.conftest import free_port
-from tests.faults.conftest import ROOT, _tail, acli, body_for, relay_env
+from tests.faults.conftest import acli, body_for, relay_env, start_serve
 from tests.mock_upstream import MockUpstream
 
 GRACE = 2.0
@@ -35,23 +33,7 @@ def _own_fd_room(n: int) -> None:
 
 async def serve_limited(env: dict[str, str], log: Path, nofile: str) -> asyncio.subprocess.Process:
     """``prlimit --nofile=NOFILE python -m lightrelay serve``, waited on until /healthz answers."""
-    proc = await asyncio.create_subprocess_exec(
-        "prlimit", f"--nofile={nofile}", sys.executable, "-m", "lightrelay", "serve", env=env, cwd=ROOT,
-        stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{env['LIGHTRELAY_PORT']}/healthz"
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            assert proc.returncode is None, f"serve exited {proc.returncode}: {_tail(log)}"
-            try:
-                async with http.get(url) as r:
-                    if r.status == 200:
-                        return proc
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"serve did not start: {_tail(log)}")
+    return await start_serve(env, log, prefix=("prlimit", f"--nofile={nofile}"))
 
 
 async def setup(tmp_path: Path, up: MockUpstream, **extra: str) -> tuple[dict, str, str]:
