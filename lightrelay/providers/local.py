@@ -98,7 +98,6 @@ class LocalProvider:
                  n_threads: int | None = None, default_max_tokens: int = 256, start_attempts: int = 3,
                  backoff: float = 0.5, command: list[str] | None = None,
                  on_state: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.model_path = model_path
         self.max_queue = max(1, max_queue)
         self.start_attempts = max(1, start_attempts)
         self.backoff = backoff
