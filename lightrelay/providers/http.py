@@ -99,6 +99,14 @@ def status_error(status: int, body: bytes, secret: str | None = None) -> Upstrea
     return UpstreamError(f"上游返回 {status}: {detail}", f"upstream answered {status}: {detail}")
 
 
+def _why(exc: aiohttp.ClientError) -> str:
+    """The error's kind, with the operating system's reason when there is one (``ClientOSError: [Errno
+    104] Connection reset by peer``): what an operator needs to tell a dead host from a full port range."""
+    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    reason = getattr(os_error, "strerror", None)
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+
+
 def broken(what: str = "reply") -> UpstreamError:
     return UpstreamError("上游返回了无法解析的内容", f"the upstream sent a broken {what}")
 
@@ -152,13 +160,12 @@ class HttpProvider:
             key = self.keys.pick()
             secret = key.secret if key is not None else None
             try:
-                resp = await self._session.request(method, url, data=data, headers=self._headers(secret),
-                                                   timeout=self._timeout(call))
+                resp = await self._request(method, url, data, self._headers(secret), call)
             except TimeoutError as exc:
                 raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
             except aiohttp.ClientError as exc:
-                raise UpstreamError(f"无法连接上游: {type(exc).__name__}",
-                                    f"cannot reach the upstream: {type(exc).__name__}") from exc
+                why = _why(exc)
+                raise UpstreamError(f"无法连接上游: {why}", f"cannot reach the upstream: {why}") from exc
             if resp.status == 200:
                 return resp, secret
             try:
@@ -173,6 +180,19 @@ class HttpProvider:
             self.keys.retire(key, f"{reason}: {upstream_message(body, secret)[:120]}")  # type: ignore[arg-type]
         self.keys.pick()  # raises: every key is retired now
         raise UpstreamError("上游拒绝了所有密钥", "the upstream refused every key")  # pragma: no cover
+
+    async def _request(self, method: str, url: str, data: bytes | None, headers: dict[str, str],
+                       call: ChatCall | None) -> aiohttp.ClientResponse:
+        """One request, sent again once if the kept-alive connection it went out on turned out to be
+        closed by the upstream (an idle timeout on its side: the request could not be written, or the
+        connection was gone before any answer), on a fresh connection. Connecting itself is not retried."""
+        timeout = self._timeout(call)
+        try:
+            return await self._session.request(method, url, data=data, headers=headers, timeout=timeout)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise
+        return await self._session.request(method, url, data=data, headers=headers, timeout=timeout)
 
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
         try:
