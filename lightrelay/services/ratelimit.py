@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from lightrelay.perturn import PerTurn
+
 if TYPE_CHECKING:
     from lightrelay.db.redis_link import RedisLink
 
@@ -45,18 +47,29 @@ class Window:
     def bind(self, link: RedisLink | None) -> None:
         """Count in this Redis from now on (None: in memory)."""
         self._link = link
+        self._reads = PerTurn(self._read_many)
 
     # -- the API -----------------------------------------------------------------
     async def wait(self, key: str) -> int | None:
-        """Seconds to wait while ``key`` is at the limit; None when it may go on. Records nothing."""
+        """Seconds to wait while ``key`` is at the limit; None when it may go on. Records nothing.
+        With Redis, the reads of one event-loop turn go in one pipeline, one read per distinct key
+        (every call checks its address: under load, one round trip serves them all)."""
         if self._link is not None:
             try:
-                async with self._link.client.pipeline(transaction=False) as pipe:
-                    count, ttl_ms = await pipe.get(self._rkey(key)).pttl(self._rkey(key)).execute()
-                return self._over(int(count or 0), ttl_ms)
+                count, ttl_ms = await self._reads(key)
+                return self._over(count, ttl_ms)
             except RedisError as exc:
                 self._fallback(exc)
         return self._memory_wait(key, time.monotonic())
+
+    async def _read_many(self, keys: list[str]) -> list[tuple[int, int]]:
+        distinct = list(dict.fromkeys(keys))
+        async with self._link.client.pipeline(transaction=False) as pipe:  # type: ignore[union-attr]
+            for key in distinct:
+                pipe.get(self._rkey(key)).pttl(self._rkey(key))
+            flat = await pipe.execute()
+        got = {key: (int(flat[2 * i] or 0), int(flat[2 * i + 1])) for i, key in enumerate(distinct)}
+        return [got[key] for key in keys]
 
     async def add(self, key: str) -> None:
         """Count one event for ``key``."""

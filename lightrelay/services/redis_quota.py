@@ -5,6 +5,13 @@ count is below the limit, atomically for every process and host sharing that
 Redis, in one round trip (no database write on the hot path). The key
 ``<prefix>count:<day>:<account>`` expires a day after its day ends.
 
+Batching: the takes that the calls of one event-loop turn ask for go to Redis
+together, as one call of the ``TAKE_MANY`` script (each take's check-and-add
+in turn, in arrival order): one round trip and one script call for 16 or 64
+concurrent calls instead of one each. Each take inside it is the same atomic
+check-and-add, so the count stays exact across processes; a caller that left
+while its take was on the way gets it given back.
+
 Durability: a charge is kept the moment Redis answers, so a relay process
 killed with ``kill -9`` loses nothing. Each process also mirrors the counts it
 touched into the ``daily_counts`` table (at most one batched write per
@@ -33,9 +40,11 @@ from lightrelay.clock import Clock
 from lightrelay.db.models import accounts, daily_counts
 from lightrelay.db.redis_link import RedisLink
 from lightrelay.errors import Unavailable
+from lightrelay.perturn import PerTurn
 from lightrelay.services.quota import Charge, SqlCounter, Take
 
 log = logging.getLogger("lightrelay.quota")
+MAX_BATCH = 256  # takes per TAKE_MANY call (a bigger burst is sent as several, at once)
 MIRROR_LOCK = 7_405_552  # PostgreSQL advisory lock: one mirror flush at a time, so writes keep Redis's order
 
 # KEYS[1] count key; ARGV[1] limit (-1: none); ARGV[2] expire-at (unix s); ARGV[3] seed ('' = do not seed)
@@ -52,30 +61,44 @@ local limit = tonumber(ARGV[1])
 if limit >= 0 and tonumber(v) >= limit then return -1 end
 return redis.call('INCR', KEYS[1])
 """
-# KEYS[1] count key, KEYS[2] the token's count key; ARGV[1] limit (-1: none); ARGV[2] expire-at (unix s);
-# ARGV[3] seed ('' = do not seed); ARGV[4] weight; ARGV[5] the token's limit (-1: none)
-# returns {count, status}: status 0 charged, -1 the limit is reached (the token's units stay taken: the
-# caller pays from the extra balance or gives them back), -2 the key is missing and no seed was given,
-# -3 the token's own limit is reached (nothing taken)
-TAKE = b"""
-local v = redis.call('GET', KEYS[1])
-if not v then
-  if ARGV[3] == '' then return {0, -2} end
-  redis.call('SET', KEYS[1], ARGV[3])
-  redis.call('EXPIREAT', KEYS[1], ARGV[2])
-  v = ARGV[3]
+# n takes in arrival order, atomically as a whole. Per take i: KEYS[2i+1] its count key, KEYS[2i+2] its token's
+# count key; ARGV[5i+1..5i+5]: limit (-1: none), expire-at (unix s), seed ('' = do not seed), weight, the token's
+# limit (-1: none). Answers, flattened into 2n numbers: count, status per take. status 0 charged, -1 the limit is
+# reached (the token's units stay taken: the caller pays from the extra balance or gives them back), -2 the key
+# is missing and no seed was given, -3 the token's own limit is reached (nothing taken)
+TAKE_MANY = b"""
+local out = {}
+for i = 0, #KEYS / 2 - 1 do
+  local k1, k2, a = KEYS[2 * i + 1], KEYS[2 * i + 2], 5 * i
+  local count, status
+  local v = redis.call('GET', k1)
+  if not v and ARGV[a + 3] ~= '' then
+    redis.call('SET', k1, ARGV[a + 3])
+    redis.call('EXPIREAT', k1, ARGV[a + 2])
+    v = ARGV[a + 3]
+  end
+  if not v then
+    count, status = 0, -2
+  else
+    local w = tonumber(ARGV[a + 4])
+    local tl = tonumber(ARGV[a + 5])
+    local limit = tonumber(ARGV[a + 1])
+    if tl >= 0 then
+      local t = tonumber(redis.call('GET', k2) or '0')
+      if t + w > tl then count, status = t, -3 else
+        redis.call('INCRBY', k2, w)
+        redis.call('EXPIREAT', k2, ARGV[a + 2])
+      end
+    end
+    if not status then
+      if limit >= 0 and tonumber(v) + w > limit then count, status = tonumber(v), -1
+      else count, status = redis.call('INCRBY', k1, w), 0 end
+    end
+  end
+  out[2 * i + 1] = count
+  out[2 * i + 2] = status
 end
-local w = tonumber(ARGV[4])
-local tl = tonumber(ARGV[5])
-if tl >= 0 then
-  local t = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if t + w > tl then return {t, -3} end
-  redis.call('INCRBY', KEYS[2], w)
-  redis.call('EXPIREAT', KEYS[2], ARGV[2])
-end
-local limit = tonumber(ARGV[1])
-if limit >= 0 and tonumber(v) + w > limit then return {tonumber(v), -1} end
-return {redis.call('INCRBY', KEYS[1], w), 0}
+return out
 """
 # KEYS[1] a count key; ARGV[1] how many to give back (never below 0)
 GIVE = b"""
@@ -109,6 +132,9 @@ class RedisCounter:
         self._dirty: set[tuple[int, str]] = set()
         self._shas: dict[bytes, str] = {}
         self._task: asyncio.Task[None] | None = None
+        self._seeding: dict[tuple[int, str], asyncio.Future[int]] = {}
+        self._takes = PerTurn(self._send_takes, max_batch=MAX_BATCH, on_orphan=self._orphan_take)
+        self._expiry: tuple[str, int] = ("", 0)  # (day, when its keys expire)
         self.mirror_writes = 0
 
     def _key(self, account_id: int, day: str) -> str:
@@ -116,6 +142,11 @@ class RedisCounter:
 
     def _expire_at(self) -> int:
         return int((self._clock.next_midnight() + timedelta(days=1)).timestamp())
+
+    def _expire_for(self, day: str) -> int:
+        if self._expiry[0] != day:
+            self._expiry = (day, self._expire_at())
+        return self._expiry[1]
 
     async def _script(self, script: bytes, key: str, *args: object) -> int:
         return int(await self._eval(script, 1, key, *args))
@@ -141,15 +172,14 @@ class RedisCounter:
         if not self._link.up:
             return ("daily", await self._unavailable(account_id, day, None), None)
         keys = (self._key(account_id, day), self._token_key(token_id, day))
-        args = (-1 if limit is None else limit, self._expire_at())
-        tail = (weight, -1 if token_limit is None else token_limit)
+        lim, exp, tl = -1 if limit is None else limit, self._expire_for(day), -1 if token_limit is None else token_limit
         try:
-            count, status = await self._eval(TAKE, 2, *keys, *args, "", *tail)
+            count, status = await self._takes((keys, (lim, exp, "", weight, tl)))
             if status == -2:  # first call of the day here, or Redis lost the key: seed from the mirror
-                count, status = await self._eval(TAKE, 2, *keys, *args, await self._stored(account_id, day), *tail)
+                seed = await self._seed(account_id, day)
+                count, status = await self._takes((keys, (lim, exp, seed, weight, tl)))
         except (RedisError, OSError) as exc:
             return ("daily", await self._unavailable(account_id, day, exc), None)
-        count, status = int(count), int(status)
         if status == -3:
             return ("token_full", token_limit or 0, None)
         if status == 0:
@@ -161,6 +191,31 @@ class RedisCounter:
         if token_limit is not None:
             await self._give_back(keys[1], weight)
         return ("full", count, None)
+
+    async def _seed(self, account_id: int, day: str) -> int:
+        """The mirrored count to seed a missing key with: one database read for all the calls that found
+        it missing at once (the first burst of the day), so their retries go out together too."""
+        key = (account_id, day)
+        reading = self._seeding.get(key)
+        if reading is None:
+            reading = self._seeding[key] = asyncio.ensure_future(self._stored(account_id, day))
+            reading.add_done_callback(lambda _: self._seeding.pop(key, None))
+        return await asyncio.shield(reading)
+
+    # -- one TAKE_MANY per turn of the event loop ------------------------------------
+    async def _send_takes(self, takes: list[tuple[tuple[str, str], tuple[object, ...]]]) -> list[tuple[int, int]]:
+        flat = await self._eval(TAKE_MANY, 2 * len(takes), *[k for keys, _ in takes for k in keys],
+                                *[a for _, args in takes for a in args])
+        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def _orphan_take(self, take: tuple[tuple[str, str], tuple[object, ...]], answer: tuple[int, int]) -> None:
+        """Its caller left while the take was on its way: give back what it took."""
+        (key, token_key), args = take
+        weight, token_limit, status = args[3], int(args[4]), answer[1]  # type: ignore[call-overload]
+        if status == 0:
+            await self._give_back(key, weight)
+        if status in (0, -1) and token_limit >= 0:
+            await self._give_back(token_key, weight)
 
     async def _spend_extra(self, account_id: int, weight: int) -> int | None:
         col = accounts.c
@@ -270,8 +325,10 @@ class RedisCounter:
             self._dirty.update(dirty)
 
     async def close(self) -> None:
+        await self._takes.drain()  # takes on their way: their answers (and any give-backs) land first
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+
