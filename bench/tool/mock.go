@@ -39,7 +39,8 @@ func runMock(args []string) {
 		io.WriteString(w, `{"object":"list","data":[{"id":"gpt-3.5-turbo-1106","object":"model","created":1700000000,"owned_by":"mock"}]}`)
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// IdleTimeout: a relay paused (SIGSTOP) while another one is measured keeps its connections
+	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 10 * time.Minute}
 	log.Fatal(srv.ListenAndServe())
 }
 
