@@ -22,14 +22,16 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
     import uvicorn
 
-    from lightrelay.db.engine import migrate_sync
+    from lightrelay.db.engine import migrate_in_child
     from lightrelay.http import server
 
     settings = _settings()
     settings.secret()  # a missing or weak secret stops the start here, as one line
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    migrate_sync(settings)  # once, before any worker starts
+    try:  # once, before any worker starts; in a child process, so Alembic never loads in a worker
+        migrate_in_child(settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
     _say_where_the_console_is(settings, host or settings.host, port or settings.port)
     before, nofile = server.raise_nofile()  # the workers inherit it
     header_timeout, max_connections = server.limits(settings)

@@ -1,16 +1,21 @@
 """The database engine, and migrations run on demand.
 
 The first command that needs the database creates and migrates it, so every
-CLI command and ``serve`` work on a fresh data dir.
+CLI command and ``serve`` work on a fresh data dir. Alembic loads only when the
+database is behind the package's heads (read from the version files, without
+Alembic): a serving process on an up-to-date database never imports it.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lightrelay.settings import Settings
@@ -76,5 +81,56 @@ def migrate_sync(settings: Settings) -> None:
     command.upgrade(_alembic_config(settings.db_url), "heads")  # parallel branches (see versions/) all apply
 
 
+def package_heads() -> frozenset[str]:
+    """The revisions no other revision follows: what ``upgrade heads`` brings a database to. Read from
+    the version files' ``revision`` / ``down_revision`` without importing Alembic (a test compares it
+    with Alembic's own ``ScriptDirectory.get_heads()``)."""
+    revisions: set[str] = set()
+    followed: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                if node.targets[0].id in ("revision", "down_revision"):
+                    found[node.targets[0].id] = ast.literal_eval(node.value)
+        if "revision" not in found:
+            continue  # __init__.py
+        revisions.add(str(found["revision"]))
+        down = found.get("down_revision")
+        followed.update([down] if isinstance(down, str) else (down or ()))  # type: ignore[arg-type]
+    return frozenset(revisions - followed)
+
+
+async def database_heads(settings: Settings) -> frozenset[str]:
+    """The revisions the database's ``alembic_version`` table holds (empty for a new database)."""
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(lambda c: inspect(c).has_table("alembic_version")):
+                return frozenset()
+            rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            return frozenset(row[0] for row in rows)
+    finally:
+        await engine.dispose()
+
+
+async def up_to_date(settings: Settings) -> bool:
+    return await database_heads(settings) == package_heads()
+
+
 async def migrate(settings: Settings) -> None:
-    await asyncio.to_thread(migrate_sync, settings)
+    """``migrate_sync`` in a thread, unless the database is already at the package's heads."""
+    if not await up_to_date(settings):
+        await asyncio.to_thread(migrate_sync, settings)
+
+
+def migrate_in_child(settings: Settings) -> bool:
+    """``serve``: bring the database up to date in a child process (``python -m lightrelay.db.upgrade``),
+    so Alembic (~11 MB) never loads in the serving process; nothing runs when it is already current.
+    True if the child ran. The child reads the same settings (environment, working directory)."""
+    if asyncio.run(up_to_date(settings)):
+        return False
+    done = subprocess.run([sys.executable, "-m", "lightrelay.db.upgrade"], check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"migrating the database failed (exit code {done.returncode}; its error is above)")
+    return True

@@ -76,3 +76,30 @@ async def test_concurrent_starts_migrate_once_on_postgresql(tmp_path):
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def test_package_heads_match_alembic():
+    """The heads read from the version files without Alembic are Alembic's own."""
+    from alembic.script import ScriptDirectory
+
+    from lightrelay.db.engine import package_heads
+
+    url = "sqlite+aiosqlite:///unused.db"
+    assert package_heads() == set(ScriptDirectory.from_config(_alembic_config(url)).get_heads())
+
+
+def test_serve_migrates_in_a_child_and_never_imports_alembic(tmp_path):
+    """serve's path: a fresh data dir is migrated by a child process; an up-to-date database is only
+    checked. Either way the serving process (and ``migrate()`` on a current database) never loads Alembic."""
+    import subprocess
+
+    code = ("import asyncio, sys; from lightrelay.db.engine import migrate, migrate_in_child; "
+            "from lightrelay.settings import load_settings; s = load_settings(); "
+            "print(migrate_in_child(s)); asyncio.run(migrate(s)); print('alembic' in sys.modules)")
+    env = {**os.environ, "LIGHTRELAY_DATA_DIR": str(tmp_path), "LIGHTRELAY_SECRET_KEY": SECRET}
+    env.pop("LIGHTRELAY_DATABASE_URL", None)
+    for ran in ("True", "False"):  # a fresh data dir: migrated; then already current: only checked
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [ran, "False"]
+    assert asyncio.run(_tables(f"sqlite+aiosqlite:///{tmp_path / 'lightrelay.db'}")) == TABLES
