@@ -70,7 +70,7 @@ class Params(BaseModel):
 
     def upstream(self) -> dict[str, Any]:
         """What goes to the model: set values only, the relay's own switches left out."""
-        out = self.model_dump(exclude_none=True, include=set(Params.model_fields) - RELAY_SWITCHES)
+        out = self.model_dump(exclude_none=True, include=_PASSED_ON)
         if out.get("n") == 1:
             del out["n"]
         if isinstance(self.stop, list) and len(self.stop) > 4:
@@ -80,6 +80,9 @@ class Params(BaseModel):
     @property
     def wants_usage(self) -> bool:
         return self.include_usage or bool(self.stream_options and self.stream_options.include_usage)
+
+
+_PASSED_ON = set(Params.model_fields) - RELAY_SWITCHES
 
 
 class LightBody(BaseModel):
