@@ -12,7 +12,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,7 +23,6 @@ from starlette.routing import Match, Route
 
 from lightrelay.clock import Clock
 from lightrelay.db.engine import make_engine, migrate
-from lightrelay.db.redis_link import RedisLink
 from lightrelay.errors import MethodNotAllowed, RelayError, UnknownPath
 from lightrelay.http import (
     admin_api,
@@ -52,13 +51,16 @@ from lightrelay.services.auth import Authenticator
 from lightrelay.services.channels import load_channels, retire_key
 from lightrelay.services.quota import ImageQuota, Quota, SqlCounter, SqlImageCounter
 from lightrelay.services.ratelimit import Window
-from lightrelay.services.redis_quota import RedisCounter
 from lightrelay.services.sqlite_writer import SqliteWriter
 from lightrelay.services.usage import UsageRecorder
 from lightrelay.services.weights import load_weights
 from lightrelay.settings import Settings, load_settings
 from lightrelay.supervise import Supervised
 from lightrelay.web import console_limits, console_routes
+
+if TYPE_CHECKING:  # redis-py loads only when LIGHTRELAY_REDIS_URL is set (in the lifespan)
+    from lightrelay.db.redis_link import RedisLink
+    from lightrelay.services.redis_quota import RedisCounter
 
 log = logging.getLogger("lightrelay")
 CHANNEL_REFRESH_SECONDS = 3.0
@@ -107,6 +109,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     link: RedisLink | None = None
     counter: SqlCounter | SqliteWriter | RedisCounter = sqlite_writer or SqlCounter(engine)
     if settings.redis_url:  # several processes: Redis counts, and broadcasts invalidations
+        from lightrelay.db.redis_link import RedisLink
+        from lightrelay.services.redis_quota import RedisCounter
+
         link = RedisLink(settings.redis_url, prefix=settings.redis_prefix, timeout=settings.redis_timeout,
                          on_state=lambda up: metrics.backend_up.labels("redis").set(int(up)))
         counter = RedisCounter(link, engine, clock, fail_open=settings.redis_fail_open,

@@ -16,11 +16,11 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from redis.exceptions import RedisError
-
 from lightrelay.perturn import PerTurn
 
 if TYPE_CHECKING:
+    from redis.exceptions import RedisError
+
     from lightrelay.db.redis_link import RedisLink
 
 log = logging.getLogger("lightrelay.ratelimit")
@@ -38,6 +38,7 @@ class Window:
         self.name, self.limit, self.window = name, limit, window
         self._hits: dict[str, deque[float]] = {}
         self._link: RedisLink | None = None
+        self._errors: tuple[type[Exception], ...] = ()  # (RedisError,) once bound: redis-py loads only then
         self._warned = False
 
     @classmethod
@@ -48,6 +49,10 @@ class Window:
         """Count in this Redis from now on (None: in memory)."""
         self._link = link
         self._reads = PerTurn(self._read_many)
+        if link is not None:
+            from redis.exceptions import RedisError
+
+            self._errors = (RedisError,)
 
     # -- the API -----------------------------------------------------------------
     async def wait(self, key: str) -> int | None:
@@ -58,7 +63,7 @@ class Window:
             try:
                 count, ttl_ms = await self._reads(key)
                 return self._over(count, ttl_ms)
-            except RedisError as exc:
+            except self._errors as exc:
                 self._fallback(exc)
         return self._memory_wait(key, time.monotonic())
 
@@ -77,7 +82,7 @@ class Window:
             try:
                 await self._incr(key)
                 return
-            except RedisError as exc:
+            except self._errors as exc:
                 self._fallback(exc)
         self._memory_add(key, time.monotonic())
 
@@ -87,7 +92,7 @@ class Window:
             try:
                 count, ttl_ms = await self._incr(key)
                 return self._over(count - 1, ttl_ms)  # over when the attempts before this one filled it
-            except RedisError as exc:
+            except self._errors as exc:
                 self._fallback(exc)
         now = time.monotonic()
         wait = self._memory_wait(key, now)
@@ -100,7 +105,7 @@ class Window:
         if self._link is not None:
             try:
                 return int(await self._link.client.get(self._rkey(key)) or 0)
-            except RedisError as exc:
+            except self._errors as exc:
                 self._fallback(exc)
         return len(self._live(key, time.monotonic()) or ())
 
@@ -111,7 +116,7 @@ class Window:
             try:
                 await self._link.client.decr(self._rkey(key))
                 return
-            except RedisError as exc:
+            except self._errors as exc:
                 self._fallback(exc)
         hits = self._hits.get(key)
         if hits:
@@ -122,7 +127,7 @@ class Window:
         if self._link is not None:
             try:
                 await self._link.client.delete(self._rkey(key))
-            except RedisError as exc:
+            except self._errors as exc:
                 self._fallback(exc)
 
     # -- Redis (fixed window) ----------------------------------------------------
