@@ -10,13 +10,16 @@ import hmac
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.fernet import Fernet, InvalidToken
 
 from lightrelay.errors import ConfigError
+
+if TYPE_CHECKING:  # cryptography (~8 MB) loads on the first seal/open: a relay with keyed channels has it
+    from cryptography.fernet import Fernet
 
 _hasher = PasswordHasher()
 ARGON2_WAITING = 32  # password hashes/checks queued for the argon2 thread; more are refused (HasherBusy)
@@ -101,8 +104,13 @@ class KeyBox:
     """Encrypts upstream API keys at rest with a key derived from the relay's secret."""
 
     def __init__(self, secret: str) -> None:
-        key = hashlib.sha256(b"lightrelay/upstream-keys/" + secret.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self._key = base64.urlsafe_b64encode(hashlib.sha256(b"lightrelay/upstream-keys/" + secret.encode()).digest())
+
+    @cached_property
+    def _fernet(self) -> Fernet:
+        from cryptography.fernet import Fernet
+
+        return Fernet(self._key)
 
     def seal(self, value: str | None) -> str | None:
         return self._fernet.encrypt(value.encode()).decode() if value else None
@@ -110,6 +118,8 @@ class KeyBox:
     def open(self, sealed: str | None) -> str | None:
         if not sealed:
             return None
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken as exc:
