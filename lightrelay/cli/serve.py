@@ -46,7 +46,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         _prometheus_multiproc_dir(settings)
     uvicorn.run(
         "lightrelay.http.app:app_factory", factory=True, host=host or settings.host, port=port or settings.port,
-        workers=workers, loop="auto", http=server.GuardedProtocol, access_log=False,
+        workers=workers, loop="auto", http=server.GuardedProtocol, ws="none", access_log=False,
         log_level=settings.log_level.lower(), timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         timeout_keep_alive=max(1, round(settings.keepalive_timeout_seconds)),
     )
