@@ -160,7 +160,7 @@ class HttpProvider:
             key = self.keys.pick()
             secret = key.secret if key is not None else None
             try:
-                resp = await self._request(method, url, data, self._headers(secret), call)
+                resp = await self._open(method, url, data, self._headers(secret), call)
             except TimeoutError as exc:
                 raise UpstreamTimeout("上游响应超时", "the upstream timed out") from exc
             except aiohttp.ClientError as exc:
@@ -181,15 +181,16 @@ class HttpProvider:
         self.keys.pick()  # raises: every key is retired now
         raise UpstreamError("上游拒绝了所有密钥", "the upstream refused every key")  # pragma: no cover
 
-    async def _request(self, method: str, url: str, data: bytes | None, headers: dict[str, str],
-                       call: ChatCall | None) -> aiohttp.ClientResponse:
-        """One request, sent again once if the kept-alive connection it went out on turned out to be
-        closed by the upstream (an idle timeout on its side: the request could not be written, or the
-        connection was gone before any answer), on a fresh connection. Connecting itself is not retried."""
+    async def _open(self, method: str, url: str, data: bytes | None, headers: dict[str, str],
+                    call: ChatCall | None) -> aiohttp.ClientResponse:
+        """One request, sent again once, on a new connection, if the kept-alive connection it went out on
+        had been closed by the upstream (an idle timeout on its side): the request could not be written,
+        or the connection was reset. Not when connecting fails, nor when the upstream took the request
+        and hung up without an answer (it may have acted on it: that fails over like any failure)."""
         timeout = self._timeout(call)
         try:
             return await self._session.request(method, url, data=data, headers=headers, timeout=timeout)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        except aiohttp.ClientOSError as exc:
             if isinstance(exc, aiohttp.ClientConnectorError):
                 raise
         return await self._session.request(method, url, data=data, headers=headers, timeout=timeout)
