@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MAX_SERIES_CACHED = 4096  # label sets whose series observe() keeps at hand (the cache starts over past it)
 
 
 class Metrics:
@@ -49,16 +50,32 @@ class Metrics:
         self.usage_pending = Gauge("lightrelay_usage_rows_pending", "Usage rows queued, not yet written",
                                    registry=r, multiprocess_mode="livesum")
         self.queue_depth: Callable[[], int] = lambda: 0  # set by the app: the local model's queue
+        self._series: dict[tuple[str, str, str, int], tuple[Any, Any, Any]] = {}
 
     def observe(self, row: dict[str, Any]) -> None:
         """One finished call (a usage row as ``Relay._record`` builds it)."""
-        model, channel, door, status = row["model"], row["channel"] or "", row["door"], row["status"]
-        self.calls.labels(model, channel, door, str(status)).inc()
-        if status >= 400:
-            self.errors.labels(model, channel, door, str(status)).inc()
-        self.latency.labels(model, channel, door).observe(row["total_ms"] / 1000)
+        key = (row["model"], row["channel"] or "", row["door"], row["status"])
+        series = self._series.get(key)
+        if series is None:
+            series = self._series_for(key)
+        series[0].inc()
+        if series[1] is not None:
+            series[1].inc()
+        series[2].observe(row["total_ms"] / 1000)
         if row.get("first_byte_ms") is not None:
-            self.first_byte.labels(model, channel, door).observe(row["first_byte_ms"] / 1000)
+            self.first_byte.labels(*key[:3]).observe(row["first_byte_ms"] / 1000)
+
+    def _series_for(self, key: tuple[str, str, str, int]) -> tuple[Any, Any, Any]:
+        """The labelled series of one (model, channel, door, status), looked up once: ``labels()`` checks
+        and locks on every call, which cost more than the counting itself."""
+        model, channel, door, status = key
+        if len(self._series) >= MAX_SERIES_CACHED:
+            self._series.clear()
+        series = self._series[key] = (
+            self.calls.labels(model, channel, door, str(status)),
+            self.errors.labels(model, channel, door, str(status)) if status >= 400 else None,
+            self.latency.labels(model, channel, door))
+        return series
 
     def wrote_usage(self, rows: int, pending: int) -> None:
         self.usage_rows.inc(rows)
