@@ -131,10 +131,51 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
         super().on_headers_complete()
+        if self.cycle is not None and not isinstance(self.cycle.transport, OneWrite):
+            self.cycle.transport = OneWrite(self.transport, self.loop)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+
+
+class OneWrite:
+    """The connection as a response sees it: the status line and headers wait for the response's first
+    piece of body and go out with it in one write (one system call, one packet) instead of two. They
+    never wait past the current turn of the event loop: a response that sends its headers and then
+    waits (a stream before its first event) has them written at the end of that turn. Everything else
+    is the transport's own."""
+
+    __slots__ = ("_transport", "_loop", "_held", "_started")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        if not self._started:  # the first write of the response: its head
+            self._started = True
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def arm_exit_watchdog(seconds: float) -> None:
