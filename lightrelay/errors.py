@@ -123,6 +123,16 @@ class TooManyRequests(RelayError):
     code = "rate_limited"
 
 
+class TooManyGuesses(TooManyRequests):
+    """Too many unknown API tokens from the caller's address: every call from it is refused for a while."""
+
+    code = "too_many_invalid_tokens"
+
+    def __init__(self, wait: int) -> None:
+        super().__init__("无效令牌尝试过多，请稍后再试",
+                         f"too many invalid API tokens from this address; try again in {wait} s", retry_after=wait)
+
+
 class QuotaExceeded(TooManyRequests):
     code = "daily_limit_reached"
 

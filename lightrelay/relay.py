@@ -26,6 +26,7 @@ from lightrelay.errors import (
     Forbidden,
     NotFound,
     RelayError,
+    TooManyGuesses,
     TooManyRequests,
     Unavailable,
     UpstreamError,
@@ -56,6 +57,7 @@ class ChatRequest:
     include_usage: bool = False
     client_ip: str | None = None  # the caller's address as the relay sees it (a token's --ips)
     op: str = "complete"  # the provider method a whole reply comes from: complete | embed | images
+    gate: tuple[str, int] | None = None  # (Redis key, limit): refuse while the caller's address is blocked
 
 
 @dataclass(slots=True)
@@ -108,7 +110,9 @@ class Relay:
             charge = await self.quota.reserve(account_id=principal.account_id, limit=principal.daily_limit,
                                               weight=self.weights.get(req.model, 1) if self.weights else 1,
                                               token_id=principal.token_id, token_limit=principal.token_limit,
-                                              extra=principal.extra_calls > 0)
+                                              extra=principal.extra_calls > 0, gate=req.gate)
+        except TooManyGuesses:
+            raise  # the address is blocked: refused before anything, as the guard would have
         except RelayError as exc:
             self._record(req, principal, None, day=self.quota.clock.today(), status=exc.status,
                          started=time.perf_counter(), charged=False, error=exc.en)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from lightrelay.errors import TooManyRequests, Unauthorized
+from lightrelay.errors import RelayError, TooManyGuesses, TooManyRequests, Unauthorized
 from lightrelay.relay import ChatRequest, Relay, Ticket
 from lightrelay.services.accounts import Principal
 from lightrelay.services.ratelimit import Window
@@ -106,12 +106,26 @@ class TokenGuard:
 
     @staticmethod
     def _blocked(wait: int) -> TooManyRequests:
-        return TooManyRequests("无效令牌尝试过多，请稍后再试", "too many invalid API tokens from this address; "
-                               f"try again in {wait} s", code="too_many_invalid_tokens", retry_after=wait)
+        return TooManyGuesses(wait)
 
     async def admit(self, request: Request, relay: Relay, req: ChatRequest) -> Ticket:
         key = req.client_ip = self._key(request)
-        return await self._guarded(key, relay, req.token, relay.admit(req))
+        gate = self.strikes.gate(key) if relay.quota.gates and relay.auth.cached(req.token) else None
+        if gate is None:
+            return await self._guarded(key, relay, req.token, relay.admit(req))
+        # A good token the cache knows, strikes counted in Redis: the address's check rides in the call's
+        # own take (one Redis round trip, not two); a call refused before its take (model, address, rpm…)
+        # checks the address then, so a blocked address still learns nothing from the answer.
+        req.gate = gate
+        try:
+            return await relay.admit(req)
+        except TooManyGuesses:
+            raise
+        except RelayError as exc:
+            if isinstance(exc, Unauthorized) and exc.code == "invalid_api_key":  # revoked meanwhile: a strike
+                await self.strikes.add(key)
+            await self._check(key)
+            raise
 
     async def principal(self, request: Request, relay: Relay, token: str | None) -> Principal:
         return await self._guarded(self._key(request), relay, token, relay.auth.principal(token))

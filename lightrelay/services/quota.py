@@ -25,11 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lightrelay.clock import Clock
 from lightrelay.db.models import accounts, daily_counts, image_counts, token_counts
-from lightrelay.errors import CallsInFlight, QuotaExceeded
+from lightrelay.errors import CallsInFlight, QuotaExceeded, TooManyGuesses
 
 # What a take answered: (source, count, extra_left). source: "daily" (paid from today's count),
 # "extra" (paid from the balance; extra_left is what is left), "full" (neither has room; count is
-# today's), "token_full" (the token's own daily limit; count is the token's count today).
+# today's), "token_full" (the token's own daily limit; count is the token's count today), "blocked" (the
+# gate's count is at its limit; count is the seconds until it resets; nothing taken).
 Take = tuple[str, int, int | None]
 
 
@@ -159,13 +160,27 @@ class Quota:
         # are is "retry in a moment" (they may be refunded), not "come back tomorrow"
         self._inflight: dict[tuple[int, str], int] = {}
 
+    @property
+    def gates(self) -> bool:
+        """Whether ``reserve`` takes a ``gate`` (the counter checks it in the same step as the take)."""
+        return getattr(self.counter, "gates", False)
+
     async def reserve(self, *, account_id: int, limit: int | None, weight: int = 1, token_id: int | None = None,
-                      token_limit: int | None = None, extra: bool = True) -> Charge:
+                      token_limit: int | None = None, extra: bool = True,
+                      gate: tuple[str, int] | None = None) -> Charge:
         """Charge one call of ``weight`` units: today's count first, then the extra balance.
-        ``token_limit``: the token's own daily limit (counted inside the account's)."""
+        ``token_limit``: the token's own daily limit (counted inside the account's). ``gate`` (a rate-limit
+        key and its limit, only where ``gates``): refuse with TooManyGuesses, taking nothing, while that
+        count is at its limit."""
         day = self.clock.today()
-        source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id, token_limit,
-                                                            extra)
+        if gate is None:
+            source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id,
+                                                                token_limit, extra)
+        else:
+            source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id,
+                                                                token_limit, extra, gate=gate)
+            if source == "blocked":
+                raise TooManyGuesses(count)
         if source in ("full", "token_full") and self._inflight.get((account_id, day)):
             raise self._busy(self._inflight[(account_id, day)])
         if source == "token_full":

@@ -76,6 +76,11 @@ class Window:
         got = {key: (int(flat[2 * i] or 0), int(flat[2 * i + 1])) for i, key in enumerate(distinct)}
         return [got[key] for key in keys]
 
+    def gate(self, key: str) -> tuple[str, int] | None:
+        """With Redis: (the Redis key of ``key``'s count, the limit), for a script that refuses while the
+        count is at the limit (``RedisCounter``'s take); None when counting in memory."""
+        return None if self._link is None else (self._rkey(key), self.limit)
+
     async def add(self, key: str) -> None:
         """Count one event for ``key``."""
         if self._link is not None:

@@ -61,23 +61,30 @@ local limit = tonumber(ARGV[1])
 if limit >= 0 and tonumber(v) >= limit then return -1 end
 return redis.call('INCR', KEYS[1])
 """
-# n takes in arrival order, atomically as a whole. Per take i: KEYS[2i+1] its count key, KEYS[2i+2] its token's
-# count key; ARGV[5i+1..5i+5]: limit (-1: none), expire-at (unix s), seed ('' = do not seed), weight, the token's
-# limit (-1: none). Answers, flattened into 2n numbers: count, status per take. status 0 charged, -1 the limit is
-# reached (the token's units stay taken: the caller pays from the extra balance or gives them back), -2 the key
-# is missing and no seed was given, -3 the token's own limit is reached (nothing taken)
+# n takes in arrival order, atomically as a whole. Per take i: KEYS[3i+1] its count key, KEYS[3i+2] its token's
+# count key, KEYS[3i+3] its gate (a rate-limit count); ARGV[6i+1..6i+6]: limit (-1: none), expire-at (unix s),
+# seed ('' = do not seed), weight, the token's limit (-1: none), the gate's limit (-1: no gate). Answers,
+# flattened into 2n numbers: count, status per take. status 0 charged, -1 the limit is reached (the token's
+# units stay taken: the caller pays from the extra balance or gives them back), -2 the key is missing and no
+# seed was given, -3 the token's own limit is reached (nothing taken), -4 the gate's count is at its limit
+# (nothing taken; count is the gate's time to live in ms)
 TAKE_MANY = b"""
 local out = {}
-for i = 0, #KEYS / 2 - 1 do
-  local k1, k2, a = KEYS[2 * i + 1], KEYS[2 * i + 2], 5 * i
+for i = 0, #KEYS / 3 - 1 do
+  local k1, k2, k3, a = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], 6 * i
   local count, status
+  local gl = tonumber(ARGV[a + 6])
+  if gl >= 0 and tonumber(redis.call('GET', k3) or '0') >= gl then
+    count, status = redis.call('PTTL', k3), -4
+  end
   local v = redis.call('GET', k1)
-  if not v and ARGV[a + 3] ~= '' then
+  if not status and not v and ARGV[a + 3] ~= '' then
     redis.call('SET', k1, ARGV[a + 3])
     redis.call('EXPIREAT', k1, ARGV[a + 2])
     v = ARGV[a + 3]
   end
-  if not v then
+  if status then
+  elseif not v then
     count, status = 0, -2
   else
     local w = tonumber(ARGV[a + 4])
@@ -133,6 +140,7 @@ class RedisCounter:
         self._shas: dict[bytes, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._seeding: dict[tuple[int, str], asyncio.Future[int]] = {}
+        self._no_gate = f"{link.prefix}nogate"  # a key never read (a take without a gate gives the limit -1)
         self._takes = PerTurn(self._send_takes, max_batch=MAX_BATCH, on_orphan=self._orphan_take)
         self._expiry: tuple[str, int] = ("", 0)  # (day, when its keys expire)
         self.mirror_writes = 0
@@ -164,22 +172,28 @@ class RedisCounter:
     def _token_key(self, token_id: int | None, day: str) -> str:
         return f"{self._link.prefix}tcount:{day}:{token_id}"
 
+    gates = True  # take() checks a rate-limit count in the same script (see quota.Quota.reserve)
+
     async def take(self, account_id: int, day: str, limit: int | None, weight: int = 1,
-                   token_id: int | None = None, token_limit: int | None = None, extra: bool = True) -> Take:
-        """Today's count in Redis (with the token's own count, in the same script); when it is full,
-        the call is paid from the extra balance, which the database keeps (one conditional UPDATE,
-        only for calls past the daily count). See ``quota.Take``."""
+                   token_id: int | None = None, token_limit: int | None = None, extra: bool = True,
+                   gate: tuple[str, int] | None = None) -> Take:
+        """Today's count in Redis (with the token's own count and the gate, in the same script); when it
+        is full, the call is paid from the extra balance, which the database keeps (one conditional
+        UPDATE, only for calls past the daily count). See ``quota.Take``."""
         if not self._link.up:
             return ("daily", await self._unavailable(account_id, day, None), None)
-        keys = (self._key(account_id, day), self._token_key(token_id, day))
+        gate_key, gate_limit = gate or (self._no_gate, -1)
+        keys = (self._key(account_id, day), self._token_key(token_id, day), gate_key)
         lim, exp, tl = -1 if limit is None else limit, self._expire_for(day), -1 if token_limit is None else token_limit
         try:
-            count, status = await self._takes((keys, (lim, exp, "", weight, tl)))
+            count, status = await self._takes((keys, (lim, exp, "", weight, tl, gate_limit)))
             if status == -2:  # first call of the day here, or Redis lost the key: seed from the mirror
                 seed = await self._seed(account_id, day)
-                count, status = await self._takes((keys, (lim, exp, seed, weight, tl)))
+                count, status = await self._takes((keys, (lim, exp, seed, weight, tl, gate_limit)))
         except (RedisError, OSError) as exc:
             return ("daily", await self._unavailable(account_id, day, exc), None)
+        if status == -4:
+            return ("blocked", max(1, -(-count // 1000)) if count > 0 else 1, None)
         if status == -3:
             return ("token_full", token_limit or 0, None)
         if status == 0:
@@ -203,14 +217,14 @@ class RedisCounter:
         return await asyncio.shield(reading)
 
     # -- one TAKE_MANY per turn of the event loop ------------------------------------
-    async def _send_takes(self, takes: list[tuple[tuple[str, str], tuple[object, ...]]]) -> list[tuple[int, int]]:
-        flat = await self._eval(TAKE_MANY, 2 * len(takes), *[k for keys, _ in takes for k in keys],
+    async def _send_takes(self, takes: list[tuple[tuple[str, ...], tuple[object, ...]]]) -> list[tuple[int, int]]:
+        flat = await self._eval(TAKE_MANY, 3 * len(takes), *[k for keys, _ in takes for k in keys],
                                 *[a for _, args in takes for a in args])
         return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
-    async def _orphan_take(self, take: tuple[tuple[str, str], tuple[object, ...]], answer: tuple[int, int]) -> None:
+    async def _orphan_take(self, take: tuple[tuple[str, ...], tuple[object, ...]], answer: tuple[int, int]) -> None:
         """Its caller left while the take was on its way: give back what it took."""
-        (key, token_key), args = take
+        (key, token_key, _), args = take
         weight, token_limit, status = args[3], int(args[4]), answer[1]  # type: ignore[call-overload]
         if status == 0:
             await self._give_back(key, weight)

@@ -51,3 +51,32 @@ async def test_console_login_limit_is_shared_across_processes(pg: Database, redi
                 statuses.append(r.status)
     assert statuses[:3] == [400, 400, 400]
     assert statuses[3] == 429
+
+
+async def test_a_blocked_address_learns_nothing_from_a_good_cached_token(pg: Database, redis_prefix, relays: Relays,
+                                                                        mock_upstream):
+    """With Redis, a known good token's call checks its address inside its own take (one round trip): while
+    the address is blocked it is refused with 429 and charged nothing — and a call the token would have had
+    refused for another reason (a model it may not use) gets the same 429, not a 403 that tells the token
+    is good."""
+    from lightrelay.services import accounts
+
+    await pg.channel("mock", mock_upstream.base_url, f"{MODEL},gpt-other")
+    account = await accounts.create_account(pg.engine, email="cached@example.com", daily_limit=100)
+    good = await accounts.add_token(pg.engine, account_id=account, name="t",
+                                    limits=accounts.TokenLimits(models=[MODEL]))
+    relay = await relays.start(database_url=pg.url, redis_url=REDIS_URL, redis_prefix=redis_prefix,
+                               rate_bad_token="3/60")
+    async with aiohttp.ClientSession() as http:
+        assert await light_call(http, relay.url, good) == 200  # the token is in the cache now
+        for i in range(3):
+            assert await light_call(http, relay.url, BAD.format(i)) == 401
+        for model in (MODEL, "gpt-other"):
+            async with http.post(relay.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {good}"},
+                                 json={"model": model, "messages": [{"role": "user", "content": "x"}]}) as r:
+                body = await r.json()
+                assert r.status == 429 and body["error"]["code"] == "too_many_invalid_tokens", body
+                assert 0 < int(r.headers["retry-after"]) <= 60
+        await asyncio.sleep(1.5)  # the count's copy in the database catches up (LIGHTRELAY_USAGE_FLUSH_SECONDS)
+    assert await pg.scalar("SELECT count FROM daily_counts WHERE account_id = $1", account) == 1
+    assert len(mock_upstream.requests) == 1
