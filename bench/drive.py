@@ -104,17 +104,27 @@ class Bench:
     # -- phases ------------------------------------------------------------------
     def nonstream(self, targets: list[Target]) -> None:
         # concurrency outside, targets inside: the cells compared with each other (embedded / scale-out /
-        # LiteLLM at one concurrency) run back to back, so a drift of the host's speed hits them alike
-        for conc in (1, 16, 64):
-            for t in [t for t in targets if conc == 16 or not t.extra]:
-                self.isolate(t)
-                self.wrk(t, conc, self.a.warmup)
-                cpu0 = self.snapshot()
-                r = self.wrk(t, conc, self.a.duration)
-                self.cpu_note(r, t, cpu0, r["requests"])
-                self.results["nonstream"][(t.key, conc)] = r
-                self.log(f"non-stream c{conc} {t.label}: {r['rps']:.0f}/s p50 {r['p50_us'] / 1000:.2f} ms "
-                         f"p99 {r['p99_us'] / 1000:.2f} ms non2xx {r['non2xx']} errors {r['socket_errors']}")
+        # LiteLLM at one concurrency) run back to back, so a drift of the host's speed hits them alike.
+        # With --rounds N the whole sweep runs N times and each cell reports its median round (by req/s),
+        # with the spread of the rounds beside it.
+        runs: dict[tuple[str, int], list[dict]] = {}
+        for rnd in range(self.a.rounds):
+            for conc in (1, 16, 64):
+                for t in [t for t in targets if conc == 16 or not t.extra]:
+                    self.isolate(t)
+                    self.wrk(t, conc, self.a.warmup)
+                    cpu0 = self.snapshot()
+                    r = self.wrk(t, conc, self.a.duration)
+                    self.cpu_note(r, t, cpu0, r["requests"])
+                    runs.setdefault((t.key, conc), []).append(r)
+                    self.log(f"non-stream c{conc} {t.label}{f' (round {rnd + 1})' if self.a.rounds > 1 else ''}: "
+                             f"{r['rps']:.0f}/s p50 {r['p50_us'] / 1000:.2f} ms p99 {r['p99_us'] / 1000:.2f} ms "
+                             f"non2xx {r['non2xx']} errors {r['socket_errors']}")
+        for key, rs in runs.items():
+            ordered = sorted(rs, key=lambda r: r["rps"])
+            median = dict(ordered[len(ordered) // 2])
+            median["rounds_rps"] = [round(r["rps"]) for r in rs]
+            self.results["nonstream"][key] = median
 
     def stream_phase(self, targets: list[Target]) -> None:
         for t in targets:
@@ -229,6 +239,9 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
     w("")
     w("⚠N after a target: other processes on the machine (not this benchmark) used N cores during that cell.\n")
     w("### Non-stream calls (wrk, closed loop)\n")
+    if b.a.rounds > 1:
+        w(f"Each cell: the median of {b.a.rounds} rounds by req/s (the rounds' range in brackets); its other "
+          "columns are that round's.\n")
     w("| conc | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s vs LiteLLM | p99 LiteLLM / this | server CPU µs/call |")
     w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for conc in (1, 16, 64):
@@ -243,7 +256,9 @@ def render(b: Bench, targets: list[Target], meta: dict) -> str:
             vs = ratio(r["rps"], ll["rps"]) if ll and t.key.startswith("lr-") else "–"
             p99r = ratio(ll["p99_us"], r["p99_us"]) if ll and t.key.startswith("lr-") else "–"
             bad = f" ⚠ {r['non2xx']} non-2xx, {r['socket_errors']} socket errors" if r["non2xx"] or r["socket_errors"] else ""
-            w(f"| {conc} | {t.label}{bad}{noise(r)} | {r['rps']:,.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add50} | "
+            spread = r.get("rounds_rps") or []
+            rps = f"{r['rps']:,.0f}" + (f" ({min(spread):,}–{max(spread):,})" if len(spread) > 1 else "")
+            w(f"| {conc} | {t.label}{bad}{noise(r)} | {rps} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | {add50} | "
               f"{add99} | {vs} | {p99r} | {cpu_col(r)} |")
     w("")
     w("### Streams, concurrency 16, unpaced (10 chunks sent at once)\n")
@@ -388,6 +403,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10)
     p.add_argument("--warmup", type=float, default=2)
     p.add_argument("--soak", type=int, default=20000)
+    p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--soak-seconds", type=float, default=300)
     p.add_argument("--paced-chunks", type=int, default=10)
     p.add_argument("--paced-gap-ms", type=int, default=20)
