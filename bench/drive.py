@@ -66,16 +66,8 @@ class Bench:
 
     # -- load generators ---------------------------------------------------------
     def wrk(self, target: Target, conc: int, seconds: float) -> dict:
-        env = {**os.environ, "BENCH_BODY": self.body_file(target, stream=False), "BENCH_AUTH": target.auth or ""}
-        cmd = [*self.pin, "wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-               "-s", str(Path(__file__).parent / "wrk" / "post.lua"), target.url]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
-        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
-        if line is None:
-            raise RuntimeError(f"wrk gave no result for {target.label}: {out.stdout}\n{out.stderr}")
-        r = json.loads(line[len("BENCHJSON "):])
-        r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-        return r
+        return run_wrk(target.url, target.auth or "", self.body_file(target, stream=False), conc, seconds,
+                       self.pin, target.label)
 
     def streams(self, target: Target, conc: int, seconds: float, *, model: str = MODEL, stream: bool = True,
                 count: int = 0) -> dict:
@@ -171,6 +163,21 @@ class Bench:
             done += r["streams"]
             self.results["soak"].append((done, rss_mb(target.pid)))
             self.log(f"soak: {done} calls, RSS {self.results['soak'][-1][1]:.1f} MB, errors {r['errors']}")
+
+
+def run_wrk(url: str, auth: str, body_path: str, conc: int, seconds: float, pin: list[str], label: str) -> dict:
+    """One closed-loop wrk run (1 thread, ``conc`` connections) POSTing the body at ``body_path``: its
+    BENCHJSON figures (bench/wrk/post.lua) with ``rps`` added."""
+    env = {**os.environ, "BENCH_BODY": body_path, "BENCH_AUTH": auth}
+    cmd = [*pin, "wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+           "-s", str(Path(__file__).parent / "wrk" / "post.lua"), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result for {label}: {out.stdout}\n{out.stderr}")
+    r = json.loads(line[len("BENCHJSON "):])
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
 
 
 # -- memory -----------------------------------------------------------------------

@@ -34,6 +34,10 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from drive import cpu_s, run_wrk  # noqa: E402
+
 LR = [str(ROOT / ".venv" / "bin" / "lightrelay")]
 BODY = {"model": "gpt-3.5-turbo-1106", "messages": [{"role": "user", "content": "Hello! Say hello back."}]}
 
@@ -42,14 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def tick_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # gone meanwhile
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pids_named(name: str) -> list[int]:
@@ -70,27 +66,19 @@ def group_pids(pgid: int) -> list[int]:
     return found
 
 
+def _cpu_s(pid: int) -> float:
+    try:
+        return cpu_s(pid)
+    except OSError:  # gone meanwhile
+        return 0.0
+
+
 def cpu_of(pids: list[int]) -> dict[int, float]:
-    return {p: tick_s(p) for p in pids}
+    return {p: _cpu_s(p) for p in pids}
 
 
 def used(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(after.get(p, c) - c for p, c in before.items())
-
-
-def run_wrk(url: str, token: str, conc: int, seconds: float, pin: list[str], tmp: Path) -> dict:
-    body = tmp / "body.json"
-    body.write_text(json.dumps(BODY))
-    env = {**os.environ, "BENCH_BODY": str(body), "BENCH_AUTH": token}
-    cmd = [*pin, "wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-           "-s", str(BENCH / "wrk" / "post.lua"), url]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk gave no result: {out.stdout}\n{out.stderr}")
-    r = json.loads(line[len("BENCHJSON "):])
-    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    return r
 
 
 class Relay:
@@ -156,12 +144,14 @@ def cell(a: argparse.Namespace, backend: str, workers: int, pin: str, tmp: Path)
     client_pin = ["taskset", "-c", a.client_cpus] if pin and a.client_cpus else []
     try:
         url = relay.url + "/v1/chat/completions"
-        run_wrk(url, relay.token, 64, a.warmup, client_pin, tmp)
+        body = tmp / "body.json"
+        body.write_text(json.dumps(BODY))
+        run_wrk(url, relay.token, str(body), 64, a.warmup, client_pin, "warm-up")
         ours = group_pids(relay.proc.pid)
         shared = {"redis": pids_named("redis-server"), "postgres": pids_named("postgres")}
         t0, before = time.monotonic(), cpu_of(ours)
         before_shared = {k: cpu_of(v) for k, v in shared.items()}
-        r = run_wrk(url, relay.token, 64, a.duration, client_pin, tmp)
+        r = run_wrk(url, relay.token, str(body), 64, a.duration, client_pin, f"{backend} ×{workers}")
         wall = time.monotonic() - t0
         relay_s = used(before, cpu_of(ours))
         shared_s = {k: used(before_shared[k], cpu_of(v)) for k, v in shared.items()}
