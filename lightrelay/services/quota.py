@@ -173,14 +173,11 @@ class Quota:
         key and its limit, only where ``gates``): refuse with TooManyGuesses, taking nothing, while that
         count is at its limit."""
         day = self.clock.today()
-        if gate is None:
-            source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id,
-                                                                token_limit, extra)
-        else:
-            source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id,
-                                                                token_limit, extra, gate=gate)
-            if source == "blocked":
-                raise TooManyGuesses(count)
+        gated = {} if gate is None else {"gate": gate}  # only a counter that ``gates`` is ever given one
+        source, count, extra_left = await self.counter.take(account_id, day, limit, weight, token_id, token_limit,
+                                                            extra, **gated)
+        if source == "blocked":
+            raise TooManyGuesses(count)
         if source in ("full", "token_full") and self._inflight.get((account_id, day)):
             raise self._busy(self._inflight[(account_id, day)])
         if source == "token_full":

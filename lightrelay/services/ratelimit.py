@@ -48,11 +48,11 @@ class Window:
     def bind(self, link: RedisLink | None) -> None:
         """Count in this Redis from now on (None: in memory)."""
         self._link = link
-        self._reads = PerTurn(self._read_many)
         if link is not None:
             from redis.exceptions import RedisError
 
             self._errors = (RedisError,)
+            self._reads = PerTurn(self._read_many)
 
     # -- the API -----------------------------------------------------------------
     async def wait(self, key: str) -> int | None:
