@@ -44,9 +44,11 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     sys.setswitchinterval(0.0005)
     if workers > 1:  # metrics from every worker, summed on any worker's /metrics
         _prometheus_multiproc_dir(settings)
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For/-Proto from 127.0.0.1 whatever
+    # LIGHTRELAY_TRUSTED_PROXIES says; the relay reads them itself, from the proxies it is told to trust.
     uvicorn.run(
         "lightrelay.http.app:app_factory", factory=True, host=host or settings.host, port=port or settings.port,
-        workers=workers, loop="auto", http=server.GuardedProtocol, ws="none", access_log=False,
+        workers=workers, loop="auto", http=server.GuardedProtocol, ws="none", access_log=False, proxy_headers=False,
         log_level=settings.log_level.lower(), timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         timeout_keep_alive=max(1, round(settings.keepalive_timeout_seconds)),
     )

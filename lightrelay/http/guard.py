@@ -144,6 +144,16 @@ def client_address(request: Request, trusted: tuple[IPv4Network | IPv6Network, .
     return hops[0] if hops and _valid(hops[0]) else peer
 
 
+def public_base(request: Request, trusted: tuple[IPv4Network | IPv6Network, ...]) -> str:
+    """The relay's address as its callers reach it (the 我的 → API page shows it): the request's own, with
+    the scheme from ``X-Forwarded-Proto`` when the peer is a trusted proxy (TLS often ends there)."""
+    base = str(request.base_url).rstrip("/")
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if proto in ("http", "https") and trusted and request.client and _trusted(request.client.host, trusted):
+        base = proto + base[base.index(":"):]
+    return base
+
+
 def _valid(address: str) -> bool:
     try:
         ip_address(address)

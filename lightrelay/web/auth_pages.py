@@ -8,6 +8,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lightrelay import security
+from lightrelay.http.guard import client_address
 from lightrelay.services import accounts
 from lightrelay.web.codes import REGISTER, RESET, CodeError
 from lightrelay.web.console import Console, Ctx, Refused, form, safe_next
@@ -20,7 +21,8 @@ FLASHES = {"flash_registered", "flash_reset_done", "flash_logged_out", "flash_co
 
 
 def client_ip(ctx: Ctx) -> str:
-    return ctx.request.client.host if ctx.request.client else "?"
+    """The caller's address, through the proxies LIGHTRELAY_TRUSTED_PROXIES names (as the API doors see it)."""
+    return client_address(ctx.request, ctx.state.settings.trusted_networks)
 
 
 def flash(ctx: Ctx) -> str | None:

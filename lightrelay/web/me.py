@@ -7,6 +7,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lightrelay.errors import NotFound, RelayError
+from lightrelay.http.guard import public_base
 from lightrelay.http.render import JSON
 from lightrelay.services import accounts, redeem
 from lightrelay.web import samples
@@ -44,7 +45,7 @@ async def render_api(console: Console, ctx: Ctx, *, notice: str | None = None, e
         if once[:2] in ("w:", "t:"):
             new_token, welcome = once[2:], once[:2] == "w:"
     tokens = await accounts.list_tokens(ctx.state.engine, account_id=account["id"])
-    base = str(ctx.request.base_url).rstrip("/")
+    base = public_base(ctx.request, ctx.state.settings.trusted_networks)
     models = ctx.state.router.models()
     model = ctx.state.settings.default_model
     if model not in models and models:
