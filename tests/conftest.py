@@ -81,7 +81,7 @@ async def start_relay(tmp_path: Path) -> AsyncIterator[Any]:
         app = create_app(settings)
         port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                access_log=False)
+                                access_log=False, proxy_headers=False)  # as `lightrelay serve` runs it
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         for _ in range(500):
