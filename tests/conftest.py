@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from lightrelay.http.app import State, create_app
+from lightrelay.http.server import GuardedProtocol
 from lightrelay.security import KeyBox
 from lightrelay.services import accounts, channels
 from lightrelay.settings import Settings
@@ -76,12 +77,13 @@ async def start_relay(tmp_path: Path) -> AsyncIterator[Any]:
     """``await start_relay(**settings_overrides)`` → a running RelayHandle (stopped after the test)."""
     running: list[RelayHandle] = []
 
-    async def start(**overrides: Any) -> RelayHandle:
+    async def start(http: Any = GuardedProtocol, **overrides: Any) -> RelayHandle:
+        """``http="httptools"``: uvicorn's own protocol instead of the one ``lightrelay serve`` runs."""
         settings = make_settings(tmp_path, **overrides)
         app = create_app(settings)
         port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                access_log=False, proxy_headers=False)  # as `lightrelay serve` runs it
+                                access_log=False, proxy_headers=False, http=http)  # as `lightrelay serve` runs it
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         for _ in range(500):

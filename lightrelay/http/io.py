@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from lightrelay.errors import BadRequest, ClientGone, PayloadTooLarge, RelayError
+from lightrelay.http.server import HANG_UP
 from lightrelay.relay import RelayStream
 
 T = TypeVar("T")
@@ -75,15 +76,23 @@ def _too_deep() -> BadRequest:
 
 
 class _HangUp:
-    """Watches for the client's ``http.disconnect`` in a task of its own and, if it comes,
-    cancels the task that made it. The work itself stays in the request's task, so it starts at
-    once instead of one event-loop turn later (on an idle machine a turn is far from free)."""
+    """Cancels the task that made it if the client goes away meanwhile. Under ``lightrelay serve`` the
+    protocol says so itself (``server.HangUp``: no task); under another server a task of its own waits
+    for ``http.disconnect``. The work stays in the request's task, so it starts at once instead of one
+    event-loop turn later (on an idle machine a turn is far from free)."""
 
-    def __init__(self, receive: Receive) -> None:
+    __slots__ = ("gone", "_task", "_hook", "_watcher")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
         self.gone = False
         self._task = asyncio.current_task()
-        self._watcher = asyncio.ensure_future(self._watch(receive))
-        self._watcher.add_done_callback(self._heard)
+        self._hook = scope.get(HANG_UP)
+        self._watcher: asyncio.Future | None = None
+        if self._hook is not None:
+            self._hook.on_gone(self._left)
+        else:
+            self._watcher = asyncio.ensure_future(self._watch(receive))
+            self._watcher.add_done_callback(self._heard)
 
     @staticmethod
     async def _watch(receive: Receive) -> None:
@@ -93,15 +102,21 @@ class _HangUp:
                 return
 
     def _heard(self, watcher: asyncio.Future) -> None:
-        if watcher.cancelled() or watcher.exception() is not None or self._task is None:
-            return
-        self.gone = True
-        self._task.cancel()
+        if not watcher.cancelled() and watcher.exception() is None:
+            self._left()
+
+    def _left(self) -> None:
+        if self._task is not None:
+            self.gone = True
+            self._task.cancel()
 
     def stop(self) -> None:
-        """The work is over: whatever the watcher hears from now on cancels nothing."""
+        """The work is over: whatever is heard from now on cancels nothing."""
         self._task = None
-        self._watcher.cancel()
+        if self._hook is not None:
+            self._hook.on_gone(None)
+        elif self._watcher is not None:
+            self._watcher.cancel()
 
     def absorb(self) -> bool:
         """In an ``except CancelledError``: True (and the cancellation withdrawn) if it was the
@@ -116,7 +131,7 @@ class _HangUp:
 async def unless_gone(request: Request, work: Awaitable[T]) -> T:
     """Await ``work`` (the body already read), cancelling it if the client hangs up meanwhile:
     a caller who left stops the upstream call at once instead of after its timeouts."""
-    hang_up = _HangUp(request.receive)
+    hang_up = _HangUp(request.scope, request.receive)
     try:
         return await work
     except asyncio.CancelledError:
@@ -147,7 +162,7 @@ class LiveStream(Response):
         self.raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hang_up = _HangUp(receive)
+        hang_up = _HangUp(scope, receive)
         if self._stream is not None:
             self._stream.client_left = lambda: hang_up.gone
         cut = False

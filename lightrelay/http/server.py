@@ -131,12 +131,44 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
         super().on_headers_complete()
-        if self.cycle is not None and not isinstance(self.cycle.transport, OneWrite):
-            self.cycle.transport = OneWrite(self.transport, self.loop)  # type: ignore[assignment]
+        if self.cycle is not None:
+            if not isinstance(self.cycle.transport, OneWrite):
+                self.cycle.transport = OneWrite(self.transport, self.loop)  # type: ignore[assignment]
+            self._hang_up = self.cycle.scope[HANG_UP] = HangUp()  # type: ignore[index]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
+        cycle = self.cycle
         super().connection_lost(exc)
+        hang_up = getattr(self, "_hang_up", None)
+        if hang_up is not None and cycle is not None and cycle.disconnected:  # gone before its reply was done
+            hang_up.fire()
+
+
+HANG_UP = "lightrelay.hang_up"  # the scope key of a request's HangUp (absent under another server)
+
+
+class HangUp:
+    """Tells a request's handler that its client went away, from the protocol's ``connection_lost``:
+    no task per request listening for ``http.disconnect`` (see ``http/io.py``)."""
+
+    __slots__ = ("gone", "_callback")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._callback: Any = None
+
+    def on_gone(self, callback: Any) -> None:
+        """Call ``callback()`` when the client goes (at once if it has gone already); None: no longer."""
+        self._callback = callback
+        if self.gone and callback is not None:
+            self.fire()
+
+    def fire(self) -> None:
+        self.gone = True
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 class OneWrite:

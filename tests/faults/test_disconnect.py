@@ -28,9 +28,19 @@ async def read_some_then_leave(url: str, door: str, token: str, text: str, until
         return time.monotonic()
 
 
+# "guarded": the protocol `lightrelay serve` runs, which tells the handler itself that its client went
+# away; "httptools": uvicorn's own, where a task per request listens for http.disconnect.
+PROTOCOLS = ["guarded", "httptools"]
+
+
+async def relay_on(start_relay, protocol: str):  # noqa: ANN001, ANN201
+    return await (start_relay() if protocol == "guarded" else start_relay(http="httptools"))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("door", ["light", "openai"])
-async def test_client_gone_cancels_upstream_and_records_partial(start_relay, door):
-    relay = await start_relay()
+async def test_client_gone_cancels_upstream_and_records_partial(start_relay, door, protocol):
+    relay = await relay_on(start_relay, protocol)
     async with MockUpstream() as up:
         up.chunk_delay = 0.05  # 200 characters, 4 per chunk: ~2.5 s of stream
         await relay.channel("up", up.base_url, MODEL)
@@ -46,9 +56,10 @@ async def test_client_gone_cancels_upstream_and_records_partial(start_relay, doo
     assert await relay.lr.relay.quota.used_today(row["account_id"]) == 1
 
 
-async def test_client_gone_before_first_byte_is_not_charged_as_failure(start_relay):
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_client_gone_before_first_byte_is_not_charged_as_failure(start_relay, protocol):
     """A caller that leaves while the upstream has not answered yet: the upstream call is cancelled too."""
-    relay = await start_relay()
+    relay = await relay_on(start_relay, protocol)
     async with MockUpstream("stall") as up:
         await relay.channel("up", up.base_url, MODEL)
         token = await relay.user("d@example.com")
