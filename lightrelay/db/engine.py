@@ -26,7 +26,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def private_data_dir(settings: Settings) -> None:
     """The data dir holds the database, the secret and mailed codes: the folders 0700, the files 0600
     (also those an older version left readable). SQLite gives its -wal and -shm files the database
-    file's mode, so the database is created 0600 before SQLite opens it."""
+    file's mode, so the database is created 0600 before SQLite opens it.
+
+    An existing database file is never opened here: closing any descriptor of it would drop every
+    POSIX lock this process's SQLite connections hold on it (sqlite.org/howtocorrupt.html §2.2), and
+    another process could then, say, switch the journal mode under them."""
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
     folders = [data, settings.outbox_dir]
@@ -34,7 +38,10 @@ def private_data_dir(settings: Settings) -> None:
     if settings.is_sqlite:
         db = Path(settings.db_url.split(":///", 1)[1])
         db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
         files += [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")]
     for path, mode in [(p, 0o700) for p in folders] + [(p, 0o600) for p in files]:
         try:

@@ -72,3 +72,38 @@ async def test_files_an_older_version_left_readable_are_closed_at_start(tmp_path
     await proc.wait()
     found = modes(data)
     assert found == {name: 0o700 if name in ("data dir", "outbox") else 0o600 for name in found}
+
+
+def test_opening_an_engine_keeps_the_locks_this_process_holds(tmp_path):
+    """``make_engine`` (so ``private_data_dir``) on a database this process already has open must not open
+    and close the file: closing a descriptor drops all of the process's POSIX locks on it, and another
+    process could then switch the journal mode from under the open connection (a corruption: "database
+    disk image is malformed")."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from lightrelay.db.engine import make_engine
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    make_engine(settings)  # creates the file 0600
+    db = settings.db_url.split(":///", 1)[1]
+    held = sqlite3.connect(db)
+    held.execute("PRAGMA journal_mode=WAL")
+    held.execute("CREATE TABLE t (i)")
+    held.commit()
+    held.execute("BEGIN")
+    held.execute("SELECT * FROM t").fetchall()  # a read transaction: a lock on the file
+
+    def switch_from_elsewhere() -> str:
+        done = subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], "
+                               "timeout=0); print(c.execute('PRAGMA journal_mode=DELETE').fetchone()[0])", db],
+                              capture_output=True, text=True, timeout=30)
+        return done.stdout.strip() or done.stderr.strip().splitlines()[-1]
+
+    assert switch_from_elsewhere() == "sqlite3.OperationalError: database is locked"
+    make_engine(settings)
+    assert switch_from_elsewhere() == "sqlite3.OperationalError: database is locked"
+    assert mode(Path(db)) == 0o600
+    held.close()
