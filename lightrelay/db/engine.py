@@ -85,7 +85,7 @@ def migrate_sync(settings: Settings) -> None:
 
     if settings.is_sqlite:
         private_data_dir(settings)
-    command.upgrade(_alembic_config(settings.db_url), "heads")  # parallel branches (see versions/) all apply
+    command.upgrade(_alembic_config(settings.db_url), "heads")  # one head since 0007; "heads" stays safe
 
 
 def package_heads() -> frozenset[str]:

@@ -86,6 +86,7 @@ def test_package_heads_match_alembic():
 
     url = "sqlite+aiosqlite:///unused.db"
     assert package_heads() == set(ScriptDirectory.from_config(_alembic_config(url)).get_heads())
+    assert len(package_heads()) == 1  # one head: a new migration has one parent (0007 joined the branches)
 
 
 def test_serve_migrates_in_a_child_and_never_imports_alembic(tmp_path):
