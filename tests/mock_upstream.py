@@ -46,6 +46,7 @@ messages last, the reply is ``"echo tool: <their contents joined by ' | '>"``.
 
 Embeddings: one vector per input (``dimensions`` long, default 8), deterministic from the
 input's text; ``encoding_format: "base64"`` gives little-endian float32 bytes in base64.
+More than ``MAX_DIMENSIONS`` (3072, OpenAI's largest) is a 400, as OpenAI answers.
 Images: ``n`` items, ``{"url": "http://img.mock/<i>.png"}`` or ``{"b64_json": ...}``
 (``response_format: "b64_json"``), ``revised_prompt`` repeating the prompt.
 
@@ -73,6 +74,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's; a fuzzer's 10**9 would otherwise take the mock's memory
 MODES = ("ok", "no-usage", "fail-429", "fail-500", "fail-503", "stall", "malformed", "cut", "trickle", "drop",
          "malformed-mid", "echo-auth")
 
@@ -437,6 +439,8 @@ class MockUpstream:
         if not isinstance(inputs, list) or not inputs:
             return _error(400, "input is required", "invalid_request_error")
         dims = int(body.get("dimensions") or 8)
+        if dims > MAX_DIMENSIONS:
+            return _error(400, f"dimensions must be at most {MAX_DIMENSIONS}", "invalid_request_error")
         data, prompt = [], 0
         for i, item in enumerate(inputs):
             text = item if isinstance(item, str) else " ".join(str(t) for t in item)
