@@ -124,7 +124,12 @@ async def test_stateless_refusals(sdk):
     assert err.value.body["param"] == "tools.0.type"
     with pytest.raises(openai.NotFoundError):
         await client.responses.create(model="no-such-model", input="x")
+    with pytest.raises(openai.BadRequestError) as err:  # echoed in the response object: must be one
+        await client.responses.create(model=MODEL, input="x", extra_body={"metadata": [None, None]})
+    assert err.value.body["param"] == "metadata"
     assert upstream.requests == []
+    resp = await client.responses.create(model=MODEL, input="x", metadata={"k": "v"})
+    assert resp.metadata == {"k": "v"}
 
 
 async def test_upstream_failure_mid_stream(sdk):

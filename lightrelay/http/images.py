@@ -28,7 +28,7 @@ from lightrelay.relay import ChatRequest
 MAX_IMAGES = 10
 MAX_PROMPT = 32_000
 _MODEL = re.compile(MODEL_NAME)
-_TEXT = {"size", "quality", "style", "user", "background", "output_format", "moderation"}
+TEXT_PARAMS = {"size", "quality", "style", "user", "background", "output_format", "moderation"}
 
 
 def _bad(param: str, why: str) -> BadRequest:
@@ -60,7 +60,7 @@ def image_params(body: Any) -> tuple[str, dict[str, Any], int]:
         elif key == "output_compression":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _bad(key, "a whole number is required")
-        elif key in _TEXT:
+        elif key in TEXT_PARAMS:
             if not isinstance(value, str) or len(value) > 256:
                 raise _bad(key, "a string is required")
         else:

@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lightrelay.http.embeddings import MAX_INPUTS
-from lightrelay.http.images import _TEXT as IMAGE_TEXT_PARAMS
 from lightrelay.http.images import MAX_IMAGES, MAX_PROMPT
+from lightrelay.http.images import TEXT_PARAMS as IMAGE_TEXT_PARAMS
 from lightrelay.http.render import ANTHROPIC_TYPES
 from lightrelay.http.schemas import MODEL_NAME, LightBody, OpenAIBody
 from lightrelay.settings import DEFAULT_MODELS

@@ -174,6 +174,8 @@ def request_to_chat(body: Any, *, max_messages: int) -> tuple[str, list[dict[str
     if len(messages) > max_messages:
         raise BadRequest(f"input 太多（最多 {max_messages} 条）", f"too many input items (at most {max_messages})",
                          param="input")
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise _bad("metadata", "an object is required")  # it is echoed in the response object
     params: dict[str, Any] = {}
     limit = body.get("max_output_tokens")
     if limit is not None:
