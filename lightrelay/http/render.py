@@ -38,9 +38,6 @@ class JSON(Response):
         if headers:
             self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
 
 def _headers(exc: RelayError, extra: dict[str, str] | None) -> dict[str, str]:
     headers = dict(CORS)

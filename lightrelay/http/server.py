@@ -82,6 +82,7 @@ class GuardedProtocol(HttpToolsProtocol):
             GuardedProtocol._limits = limits(load_settings())
         self._header_timeout, self._max_connections = GuardedProtocol._limits
         self._header_timer: asyncio.TimerHandle | None = None
+        self._hang_up: HangUp | None = None  # the current request's
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -140,9 +141,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm_header_timer()
         cycle = self.cycle
         super().connection_lost(exc)
-        hang_up = getattr(self, "_hang_up", None)
-        if hang_up is not None and cycle is not None and cycle.disconnected:  # gone before its reply was done
-            hang_up.fire()
+        if self._hang_up is not None and cycle is not None and cycle.disconnected:  # gone before its reply was done
+            self._hang_up.fire()
 
 
 HANG_UP = "lightrelay.hang_up"  # the scope key of a request's HangUp (absent under another server)
