@@ -62,8 +62,7 @@ class TokenGuard:
             try:
                 return await look_up
             except Unauthorized as exc:
-                if exc.code == "invalid_api_key":  # a token was given and is unknown or revoked
-                    await self.strikes.add(key)
+                await self._strike(key, exc)
                 raise
         assert token is not None
         self._counted.add(token)  # before any await: the same token's other calls join this count
@@ -92,8 +91,7 @@ class TokenGuard:
             try:
                 return await look_up
             except Unauthorized as exc:
-                if exc.code == "invalid_api_key":  # unknown or revoked: a strike, before the slot is freed
-                    await self.strikes.add(key)
+                await self._strike(key, exc)  # before the slot is freed
                 raise
         finally:
             left = self._reading[key] - 1
@@ -103,6 +101,11 @@ class TokenGuard:
                 del self._reading[key]
             async with self._room:
                 self._room.notify_all()
+
+    async def _strike(self, key: str, exc: RelayError) -> None:
+        """A token was given and is unknown or revoked: one strike for the address."""
+        if isinstance(exc, Unauthorized) and exc.code == "invalid_api_key":
+            await self.strikes.add(key)
 
     @staticmethod
     def _blocked(wait: int) -> TooManyRequests:
@@ -122,8 +125,7 @@ class TokenGuard:
         except TooManyGuesses:
             raise
         except RelayError as exc:
-            if isinstance(exc, Unauthorized) and exc.code == "invalid_api_key":  # revoked meanwhile: a strike
-                await self.strikes.add(key)
+            await self._strike(key, exc)  # revoked meanwhile
             await self._check(key)
             raise
 
