@@ -77,11 +77,14 @@ for i = 0, #KEYS / 3 - 1 do
   if gl >= 0 and tonumber(redis.call('GET', k3) or '0') >= gl then
     count, status = redis.call('PTTL', k3), -4
   end
-  local v = redis.call('GET', k1)
-  if not status and not v and ARGV[a + 3] ~= '' then
-    redis.call('SET', k1, ARGV[a + 3])
-    redis.call('EXPIREAT', k1, ARGV[a + 2])
-    v = ARGV[a + 3]
+  local v
+  if not status then
+    v = redis.call('GET', k1)
+    if not v and ARGV[a + 3] ~= '' then
+      redis.call('SET', k1, ARGV[a + 3])
+      redis.call('EXPIREAT', k1, ARGV[a + 2])
+      v = ARGV[a + 3]
+    end
   end
   if status then
   elseif not v then
@@ -193,7 +196,7 @@ class RedisCounter:
         except (RedisError, OSError) as exc:
             return ("daily", await self._unavailable(account_id, day, exc), None)
         if status == -4:
-            return ("blocked", max(1, -(-count // 1000)) if count > 0 else 1, None)
+            return ("blocked", max(1, -(-count // 1000)), None)  # PTTL ms up to whole seconds; -1/-2: 1
         if status == -3:
             return ("token_full", token_limit or 0, None)
         if status == 0:
